@@ -1,0 +1,100 @@
+"""The command line: ``remotecalc serve`` and ``remotecalc demo``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+import grpc
+
+from .article import calc_pb2, calc_pb2_grpc
+from .client import connect
+from .server import DEFAULT_HOST, DEFAULT_PORT, start_server
+
+ARTICLE_SEQUENCE = (("+", 5.0), ("-", 3.0), ("*", 10.0), ("/", 2.0))
+
+
+def serve(host: str, port: int, *, max_sessions: int, idle_timeout: float, grace: float, core: str) -> int:
+    """Serve in the foreground until Ctrl-C or SIGTERM; return the exit code."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        server = start_server(
+            host,
+            port,
+            max_sessions=max_sessions,
+            idle_timeout=idle_timeout,
+            core=core,  # type: ignore[arg-type]
+        )
+    except OSError as error:
+        print(f"remotecalc: {error.strerror or error}", file=sys.stderr)
+        return 1
+    print(f"remotecalc listening on {server.address} (Ctrl-C to stop)", flush=True)
+    stop.wait()
+    print("remotecalc stopping", flush=True)
+    server.stop(grace)
+    print("remotecalc stopped", flush=True)
+    return 0
+
+
+def demo() -> int:
+    """Run the article's sequence through both contracts on an embedded server."""
+    with start_server(port=0) as server:
+        print(f"embedded server on {server.address}")
+        with grpc.insecure_channel(server.address) as channel:
+            stub = calc_pb2_grpc.CalculatorStub(channel)
+            token = stub.Create(calc_pb2.Number(value=0)).token
+            calls = {"+": stub.Add, "-": stub.Subtract, "*": stub.Multiply, "/": stub.Divide}
+            for symbol, operand in ARTICLE_SEQUENCE:
+                calls[symbol](calc_pb2.SessionOperation(token=token, value=operand))
+            article = stub.Answer(calc_pb2.SessionOperation(token=token)).value
+            token = stub.Create(calc_pb2.Number(value=0.1)).token
+            stub.Add(calc_pb2.SessionOperation(token=token, value=0.2))
+            article_sum = stub.Answer(calc_pb2.SessionOperation(token=token)).value
+        with connect(server) as client:
+            with client.create(0) as session:
+                for symbol, operand in ARTICLE_SEQUENCE:
+                    session.apply(symbol, operand)
+                v1 = session.answer()
+            with client.create(0.1) as session:
+                v1_sum = session.add(0.2)
+    print("0 + 5 - 3, x 10, / 2")
+    print(f"  article contract (32-bit float):  {article}")
+    print(f"  remotecalc.v1 (64-bit double):    {v1}")
+    print("0.1 + 0.2")
+    print(f"  article contract (32-bit float):  {article_sum}")
+    print(f"  remotecalc.v1 (64-bit double):    {v1_sum}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``remotecalc`` command."""
+    parser = argparse.ArgumentParser(prog="remotecalc", description="A stateful remote calculator over gRPC.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="serve both contracts until Ctrl-C")
+    serve_parser.add_argument("--host", default=DEFAULT_HOST, help="interface to bind; 0.0.0.0 for all (%(default)s)")
+    serve_parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (%(default)s)")
+    serve_parser.add_argument("--max-sessions", type=int, default=100_000, help="live sessions allowed (%(default)s)")
+    serve_parser.add_argument(
+        "--idle-timeout", type=float, default=3600.0, help="seconds before an idle session expires (%(default)s)"
+    )
+    serve_parser.add_argument(
+        "--grace", type=float, default=5.0, help="seconds calls in flight get to finish on stop (%(default)s)"
+    )
+    serve_parser.add_argument("--core", choices=("sync", "aio"), default="sync", help="gRPC server core (%(default)s)")
+    commands.add_parser("demo", help="run the article's sequence on an embedded server")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(
+            args.host,
+            args.port,
+            max_sessions=args.max_sessions,
+            idle_timeout=args.idle_timeout,
+            grace=args.grace,
+            core=args.core,
+        )
+    return demo()

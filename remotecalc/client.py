@@ -1,0 +1,253 @@
+"""A Python client for remotecalc.v1: sessions as objects, status codes as exceptions."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import grpc
+
+from .engine import Operator, Snapshot, Step, Update
+from .errors import INDEX_KEY, REASON_KEY, RemoteCalcError, SessionNotFound, error_for
+from .v1 import calculator_pb2 as pb
+from .v1 import calculator_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from .server import RunningServer
+
+__all__ = ["DEFAULT_TIMEOUT", "CallRecord", "Client", "Session", "Watch", "connect"]
+
+#: Seconds a unary call may take before it fails with DeadlineExceeded.
+DEFAULT_TIMEOUT = 10.0
+
+# Every mutating call carries a fresh request id, so gRPC may resend it after a dropped
+# connection: the server applies it once and answers the retry with the first reply.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "remotecalc.v1.Calculator"}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+Operation = tuple["str | int | Operator", float]
+
+
+class CallRecord(NamedTuple):
+    """One RPC the client made: what, with what, how it ended and how long it took."""
+
+    method: str
+    request: str
+    code: str
+    latency_ms: float
+
+
+class Client:
+    """A connection to a remotecalc server; use it as a context manager or close() it."""
+
+    def __init__(
+        self,
+        target: str | RunningServer,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        on_call: Callable[[CallRecord], None] | None = None,
+    ) -> None:
+        self.target = target if isinstance(target, str) else target.address
+        self.timeout = timeout
+        self.on_call = on_call
+        self._channel = grpc.insecure_channel(self.target, options=[("grpc.service_config", _SERVICE_CONFIG)])
+        self._stub = pb_grpc.CalculatorStub(self._channel)
+
+    def create(self, value: float = 0.0) -> Session:
+        """Open a session holding value."""
+        request = pb.CreateSessionRequest(value=value, request_id=_request_id())
+        reply = self._call("CreateSession", request, f"value={value:g}")
+        return Session(self, reply.session.token)
+
+    def session(self, token: str) -> Session:
+        """A Session object for a token made elsewhere (by another client or contract)."""
+        return Session(self, token)
+
+    def close(self) -> None:
+        """Close the connection; sessions on the server stay open."""
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Client {self.target}>"
+
+    def _call(self, method: str, request: Any, summary: str) -> Any:
+        start = time.perf_counter()
+        code = "OK"
+        try:
+            return getattr(self._stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            code = error.code().name
+            raise _translate(error) from None
+        finally:
+            if self.on_call is not None:
+                self.on_call(CallRecord(method, summary, code, (time.perf_counter() - start) * 1000))
+
+
+class Session:
+    """One calculator session on the server; as a context manager it closes the session."""
+
+    def __init__(self, client: Client, token: str) -> None:
+        self.client = client
+        self.token = token
+
+    def add(self, operand: float) -> float:
+        """Add operand and return the new value."""
+        return self.apply(Operator.ADD, operand)
+
+    def subtract(self, operand: float) -> float:
+        """Subtract operand and return the new value."""
+        return self.apply(Operator.SUBTRACT, operand)
+
+    def multiply(self, operand: float) -> float:
+        """Multiply by operand and return the new value."""
+        return self.apply(Operator.MULTIPLY, operand)
+
+    def divide(self, operand: float) -> float:
+        """Divide by operand and return the new value."""
+        return self.apply(Operator.DIVIDE, operand)
+
+    def apply(self, operator: str | int | Operator, operand: float) -> float:
+        """Apply one operation, given as a symbol (+ - * /), a name or an Operator."""
+        op = Operator.parse(operator)
+        request = pb.ApplyRequest(
+            token=self.token,
+            operation=pb.Operation(operator=pb.Operator.ValueType(op), operand=operand),
+            request_id=_request_id(),
+        )
+        reply = self.client._call("Apply", request, f"{op.symbol} {operand:g}")
+        return float(reply.value)
+
+    def apply_many(self, operations: Iterable[Operation]) -> float:
+        """Apply (operator, operand) pairs in one call, all or nothing; return the new value."""
+        messages = [
+            pb.Operation(operator=pb.Operator.ValueType(Operator.parse(op)), operand=operand)
+            for op, operand in operations
+        ]
+        request = pb.ApplyBatchRequest(token=self.token, operations=messages, request_id=_request_id())
+        reply = self.client._call("ApplyBatch", request, f"{len(messages)} operations")
+        return float(reply.value)
+
+    def state(self) -> Snapshot:
+        """The session's value, step count and recent steps, read without changing it."""
+        request = pb.GetSessionRequest(token=self.token)
+        session = self.client._call("GetSession", request, f"token={self.token[:6]}…").session
+        return Snapshot(session.token, session.value, session.step_count, tuple(_step(s) for s in session.history))
+
+    def value(self) -> float:
+        """The session's current value."""
+        return self.state().value
+
+    def history(self) -> list[Step]:
+        """The session's recent steps, oldest first."""
+        return list(self.state().history)
+
+    def answer(self) -> float:
+        """Close the session and return its final value."""
+        request = pb.CloseSessionRequest(token=self.token, request_id=_request_id())
+        return float(self.client._call("CloseSession", request, f"token={self.token[:6]}…").value)
+
+    close = answer
+
+    def watch(self) -> Watch:
+        """A live feed of this session's state: now, then after every change, until it closes."""
+        return Watch(self.client, self.token)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with contextlib.suppress(SessionNotFound):
+            self.answer()
+
+    def __repr__(self) -> str:
+        return f"<Session {self.token[:6]}… on {self.client.target}>"
+
+
+class Watch:
+    """An iterator of a session's Updates; cancel() or leave the with block to stop it."""
+
+    def __init__(self, client: Client, token: str) -> None:
+        self.token = token
+        self._call = client._stub.WatchSession(pb.WatchSessionRequest(token=token))
+        self._cancelled = False
+
+    def __iter__(self) -> Iterator[Update]:
+        try:
+            for message in self._call:
+                yield Update(
+                    message.token,
+                    message.value,
+                    message.step_count,
+                    tuple(_step(s) for s in message.steps),
+                    message.closed,
+                )
+        except grpc.RpcError as error:
+            if self._cancelled and error.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise _translate(error) from None
+
+    def cancel(self) -> None:
+        """Stop watching; an iteration in progress ends quietly."""
+        self._cancelled = True
+        self._call.cancel()
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cancel()
+
+
+def connect(target: str | RunningServer, *, timeout: float | None = DEFAULT_TIMEOUT) -> Client:
+    """A client for a server address ("127.0.0.1:3000") or a running embedded server."""
+    return Client(target, timeout=timeout)
+
+
+def _request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _step(message: pb.Step) -> Step:
+    return Step(message.number, Operator(message.operator), message.operand, message.result)
+
+
+def _translate(error: grpc.RpcError) -> RemoteCalcError:
+    call: Any = error
+    metadata = dict(call.trailing_metadata() or ())
+    index = metadata.get(INDEX_KEY)
+    return error_for(
+        call.code().name,
+        call.details() or "",
+        metadata.get(REASON_KEY, ""),
+        int(index) if index is not None else None,
+    )

@@ -1,0 +1,456 @@
+"""Sessions and their arithmetic in plain Python, no gRPC: the rules live here once."""
+
+from __future__ import annotations
+
+import enum
+import math
+import queue
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple, TypeVar
+
+from .errors import (
+    DivisionByZero,
+    InvalidArgument,
+    InvalidOperand,
+    InvalidToken,
+    OutOfRange,
+    RemoteCalcError,
+    RequestIdReused,
+    ServerStopping,
+    SessionNotFound,
+    TooManySessions,
+    WatcherTooSlow,
+)
+
+__all__ = ["FLOAT32_MAX", "Engine", "Operator", "Snapshot", "Step", "Update", "Watcher"]
+
+#: The largest finite value of a 32-bit float, the article contract's number type.
+FLOAT32_MAX = 3.4028234663852886e38
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
+_REQUEST_ID_MAX = 128
+_T = TypeVar("_T")
+
+
+class Operator(enum.IntEnum):
+    """An arithmetic operator; its values are those of remotecalc.v1's Operator enum."""
+
+    ADD = 1
+    SUBTRACT = 2
+    MULTIPLY = 3
+    DIVIDE = 4
+
+    @property
+    def symbol(self) -> str:
+        """The operator as it is written: + - × ÷."""
+        return _SYMBOLS[self]
+
+    @classmethod
+    def parse(cls, text: str | int | Operator) -> Operator:
+        """The operator for a symbol (+ - * / x ×  ÷), a name (add, ADD) or a value."""
+        if isinstance(text, int):
+            try:
+                return cls(text)
+            except ValueError:
+                raise InvalidOperand(f"unknown operator {text}") from None
+        found = _BY_TEXT.get(text.strip().lower())
+        if found is None:
+            raise InvalidOperand(f"unknown operator {text[:16]!r}")
+        return found
+
+
+_SYMBOLS = {Operator.ADD: "+", Operator.SUBTRACT: "-", Operator.MULTIPLY: "×", Operator.DIVIDE: "÷"}
+_BY_TEXT = {
+    **{op.name.lower(): op for op in Operator},
+    "+": Operator.ADD,
+    "-": Operator.SUBTRACT,
+    "*": Operator.MULTIPLY,
+    "x": Operator.MULTIPLY,
+    "×": Operator.MULTIPLY,
+    "/": Operator.DIVIDE,
+    "÷": Operator.DIVIDE,
+}
+
+
+class Step(NamedTuple):
+    """One applied operation: its number in the session, what it did and the result."""
+
+    number: int
+    operator: Operator
+    operand: float
+    result: float
+
+
+class Snapshot(NamedTuple):
+    """A session as it is: value, how many steps, and the most recent steps."""
+
+    token: str
+    value: float
+    step_count: int
+    history: tuple[Step, ...]
+
+
+class Update(NamedTuple):
+    """What a watcher receives: the state after a change and the steps it applied."""
+
+    token: str
+    value: float
+    step_count: int
+    steps: tuple[Step, ...]
+    closed: bool
+
+
+def check_operand(value: float, what: str = "operand") -> None:
+    """Refuse NaN and infinities."""
+    if not math.isfinite(value):
+        raise InvalidOperand(f"{what} must be a finite number, not {value}")
+
+
+def compute(value: float, operator: int, operand: float, limit: float = math.inf) -> float:
+    """The result of one operation, or the error it raises; limit bounds its magnitude."""
+    if not math.isfinite(operand):
+        raise InvalidOperand(f"operand must be a finite number, not {operand}")
+    if operator == 1:
+        result = value + operand
+    elif operator == 2:
+        result = value - operand
+    elif operator == 3:
+        result = value * operand
+    elif operator == 4:
+        if operand == 0:
+            raise DivisionByZero("division by zero")
+        result = value / operand
+    elif operator == 0:
+        raise InvalidOperand("operator is not set")
+    else:
+        raise InvalidOperand(f"unknown operator {operator}")
+    if not math.isfinite(result):
+        raise OutOfRange("the result is too large to be represented")
+    if result > limit or result < -limit:
+        raise OutOfRange("the result does not fit a 32-bit float")
+    return result
+
+
+class Watcher:
+    """A live feed of one session's updates; iterate it, cancel it when done."""
+
+    _END = None
+
+    def __init__(self, backlog: int, detach: Callable[[Watcher], None]) -> None:
+        self._queue: queue.SimpleQueue[Update | None] = queue.SimpleQueue()
+        self._backlog = backlog
+        self._detach = detach
+        self._error: RemoteCalcError | None = None
+
+    def _push(self, update: Update) -> bool:
+        """Queue an update; False when the watcher fell too far behind and was ended."""
+        if self._queue.qsize() >= self._backlog:
+            self._end(WatcherTooSlow("the watcher fell too far behind and was ended"))
+            return False
+        self._queue.put(update)
+        return True
+
+    def _end(self, error: RemoteCalcError | None = None) -> None:
+        if error is not None and self._error is None:
+            self._error = error
+        self._queue.put(self._END)
+
+    def cancel(self) -> None:
+        """Stop watching; a blocked iteration ends."""
+        self._detach(self)
+        self._end()
+
+    def __iter__(self) -> Iterator[Update]:
+        while True:
+            update = self._queue.get()
+            if update is None:
+                if self._error is not None:
+                    raise self._error
+                return
+            yield update
+            if update.closed:
+                return
+
+
+class _Session:
+    __slots__ = ("closed", "history", "last_used", "lock", "step_count", "value", "watchers")
+
+    def __init__(self, value: float, now: float) -> None:
+        self.value = value
+        self.step_count = 0
+        self.last_used = now
+        self.lock = threading.Lock()
+        self.history: deque[Step] | None = None
+        self.watchers: list[Watcher] | None = None
+        self.closed = False
+
+
+class _Pending:
+    __slots__ = ("done", "key", "ok", "result")
+
+    def __init__(self, key: object) -> None:
+        self.key = key
+        self.done = threading.Event()
+        self.result: object = None
+        self.ok = False
+
+
+class _RequestLog:
+    """Replies to requests that carried an id, so that a retry is answered, not re-applied."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Pending] = OrderedDict()
+
+    def once(self, request_id: str, key: object, action: Callable[[], _T]) -> _T:
+        if len(request_id) > _REQUEST_ID_MAX:
+            raise InvalidArgument(f"request_id is longer than {_REQUEST_ID_MAX} characters")
+        while True:
+            with self._lock:
+                entry = self._entries.get(request_id)
+                owner = entry is None
+                if entry is None:
+                    entry = self._entries[request_id] = _Pending(key)
+                    while len(self._entries) > self._limit:
+                        self._entries.popitem(last=False)
+            if entry.key != key:
+                raise RequestIdReused("request_id was already used for a different request")
+            if owner:
+                try:
+                    entry.result = action()
+                    entry.ok = True
+                finally:
+                    if not entry.ok:
+                        with self._lock:
+                            if self._entries.get(request_id) is entry:
+                                del self._entries[request_id]
+                    entry.done.set()
+                return entry.result
+            entry.done.wait()
+            if entry.ok:
+                return entry.result  # type: ignore[return-value]
+
+
+class Engine:
+    """All live sessions of one server, safe to use from many threads at once."""
+
+    def __init__(
+        self,
+        *,
+        max_sessions: int = 100_000,
+        idle_timeout: float = 3600.0,
+        history_limit: int = 1000,
+        watch_backlog: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_sessions < 1 or idle_timeout <= 0 or history_limit < 1 or watch_backlog < 1:
+            raise ValueError("max_sessions, idle_timeout, history_limit and watch_backlog must be positive")
+        self.max_sessions = max_sessions
+        self.idle_timeout = idle_timeout
+        self.history_limit = history_limit
+        self.watch_backlog = watch_backlog
+        self._clock = clock
+        self._sessions: dict[str, _Session] = {}
+        self._create_lock = threading.Lock()
+        self._requests = _RequestLog(limit=10_000)
+        self._sweep_every = min(idle_timeout, 60.0)
+        self._next_sweep = clock() + self._sweep_every
+        self._stopping = False
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def create(self, value: float, *, request_id: str = "") -> str:
+        """Open a session holding value and return its token."""
+        if request_id:
+            return self._requests.once(request_id, ("create", value), lambda: self.create(value))
+        check_operand(value, "initial value")
+        if self._stopping:
+            raise ServerStopping("the server is stopping")
+        now = self._clock()
+        with self._create_lock:
+            if len(self._sessions) >= self.max_sessions:
+                self.expire_idle()
+                if len(self._sessions) >= self.max_sessions:
+                    raise TooManySessions(f"too many live sessions (the limit is {self.max_sessions})")
+            token = secrets.token_urlsafe(16)
+            self._sessions[token] = _Session(float(value), now)
+        self._maybe_sweep(now)
+        return token
+
+    def apply(
+        self, token: str, operator: int, operand: float, *, limit: float = math.inf, request_id: str = ""
+    ) -> Step:
+        """Apply one operation; limit bounds the result's magnitude (the article's float32)."""
+        if request_id:
+            key = ("apply", token, operator, operand, limit)
+            return self._requests.once(request_id, key, lambda: self.apply(token, operator, operand, limit=limit))
+        now = self._clock()
+        session = self._session(token, now)
+        with session.lock:
+            self._check_open(session)
+            result = compute(session.value, operator, operand, limit)
+            session.value = result
+            session.step_count += 1
+            session.last_used = now
+            step = Step(session.step_count, Operator(operator), operand, result)
+            self._record(session, (step,))
+            if session.watchers:
+                self._publish(session, token, (step,))
+        self._maybe_sweep(now)
+        return step
+
+    def apply_many(
+        self, token: str, operations: Sequence[tuple[int, float]], *, request_id: str = ""
+    ) -> tuple[float, int]:
+        """Apply operations in order, all or nothing; return the value and step count."""
+        if request_id:
+            key = ("apply_many", token, hash(tuple(operations)), len(operations))
+            return self._requests.once(request_id, key, lambda: self.apply_many(token, operations))
+        now = self._clock()
+        session = self._session(token, now)
+        with session.lock:
+            self._check_open(session)
+            value = session.value
+            results = [0.0] * len(operations)
+            for index, (operator, operand) in enumerate(operations):
+                try:
+                    value = compute(value, operator, operand)
+                except RemoteCalcError as error:
+                    error.index = index
+                    error.message = f"operation {index}: {error.message}"
+                    error.args = (error.message,)
+                    raise
+                results[index] = value
+            first = session.step_count + 1
+            session.value = value
+            session.step_count += len(operations)
+            session.last_used = now
+            keep = max(0, len(operations) - self.history_limit)
+            steps = tuple(
+                Step(first + i, Operator(operations[i][0]), operations[i][1], results[i])
+                for i in range(keep, len(operations))
+            )
+            self._record(session, steps)
+            if session.watchers and operations:
+                self._publish(session, token, steps)
+            count = session.step_count
+        self._maybe_sweep(now)
+        return value, count
+
+    def snapshot(self, token: str) -> Snapshot:
+        """The session's value, step count and recent history; reading it changes nothing."""
+        session = self._session(token, self._clock())
+        with session.lock:
+            self._check_open(session)
+            history = tuple(session.history) if session.history else ()
+            return Snapshot(token, session.value, session.step_count, history)
+
+    def close(self, token: str, *, limit: float = math.inf, request_id: str = "") -> tuple[float, int]:
+        """Close the session and return its final value and step count."""
+        if request_id:
+            return self._requests.once(request_id, ("close", token, limit), lambda: self.close(token, limit=limit))
+        session = self._session(token, self._clock())
+        with session.lock:
+            self._check_open(session)
+            if session.value > limit or session.value < -limit:
+                raise OutOfRange("the value does not fit a 32-bit float; read it through remotecalc.v1")
+            self._end(token, session)
+            return session.value, session.step_count
+
+    def watch(self, token: str) -> Watcher:
+        """A feed of the session's state: as it is now, then after each change, until it closes."""
+        session = self._session(token, self._clock())
+
+        def detach(watcher: Watcher) -> None:
+            with session.lock:
+                if session.watchers and watcher in session.watchers:
+                    session.watchers.remove(watcher)
+
+        with session.lock:
+            self._check_open(session)
+            watcher = Watcher(self.watch_backlog, detach)
+            watcher._push(Update(token, session.value, session.step_count, (), False))
+            session.watchers = [*(session.watchers or ()), watcher]
+        return watcher
+
+    def expire_idle(self) -> int:
+        """Close every session idle for longer than idle_timeout; return how many."""
+        now = self._clock()
+        expired = 0
+        for token, session in list(self._sessions.items()):
+            if now - session.last_used > self.idle_timeout:
+                with session.lock:
+                    if not session.closed and now - session.last_used > self.idle_timeout:
+                        self._end(token, session)
+                        expired += 1
+        return expired
+
+    def shutdown(self) -> None:
+        """Refuse new work and end every watch with ServerStopping."""
+        self._stopping = True
+        for session in list(self._sessions.values()):
+            with session.lock:
+                for watcher in session.watchers or ():
+                    watcher._end(ServerStopping("the server is stopping"))
+                session.watchers = None
+
+    # -- internals --------------------------------------------------------------------
+
+    def _session(self, token: str, now: float) -> _Session:
+        session = self._sessions.get(token)
+        if session is None:
+            if self._stopping:
+                raise ServerStopping("the server is stopping")
+            _check_token(token)
+            raise SessionNotFound("no live session has this token: it was closed, expired or never made")
+        if now - session.last_used > self.idle_timeout:
+            with session.lock:
+                if not session.closed:
+                    self._end(token, session)
+            raise SessionNotFound("the session expired after being idle")
+        return session
+
+    def _check_open(self, session: _Session) -> None:
+        if session.closed:
+            raise SessionNotFound("the session was closed")
+        if self._stopping:
+            raise ServerStopping("the server is stopping")
+
+    def _record(self, session: _Session, steps: Iterable[Step]) -> None:
+        if session.history is None:
+            session.history = deque(maxlen=self.history_limit)
+        session.history.extend(steps)
+
+    def _publish(self, session: _Session, token: str, steps: tuple[Step, ...], closed: bool = False) -> None:
+        update = Update(token, session.value, session.step_count, steps, closed)
+        assert session.watchers is not None
+        session.watchers = [w for w in session.watchers if w._push(update)]
+
+    def _end(self, token: str, session: _Session) -> None:
+        """Close a session whose lock is held, telling its watchers."""
+        session.closed = True
+        self._sessions.pop(token, None)
+        if session.watchers:
+            self._publish(session, token, (), closed=True)
+            session.watchers = None
+
+    def _maybe_sweep(self, now: float) -> None:
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_every
+            self.expire_idle()
+
+
+def _check_token(token: str) -> None:
+    if not token:
+        raise InvalidToken("token is empty")
+    if not _TOKEN.fullmatch(token):
+        raise InvalidToken("token is malformed: expected 22 URL-safe base64 characters")

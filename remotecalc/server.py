@@ -1,0 +1,186 @@
+"""Build the server, run it in the background of a notebook's kernel, or in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import errno
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from types import TracebackType
+from typing import Literal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .engine import Engine
+from .errors import PortInUse
+from .service import SERVICE_NAMES, add_services
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "RunningServer", "start_server"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 3000
+Core = Literal["sync", "aio"]
+
+# gRPC turns SO_REUSEPORT on by default: a second server on a taken port would then start
+# and silently take half of the connections, and so half of the sessions.
+_OPTIONS = [("grpc.so_reuseport", 0)]
+
+_running: dict[tuple[object, ...], RunningServer] = {}
+_running_lock = threading.Lock()
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bind_error(host: str, port: int) -> OSError:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return PortInUse(errno.EADDRINUSE, f"cannot listen on {_address(host, port)}: the port is in use")
+            return OSError(error.errno, f"cannot listen on {_address(host, port)}: {error.strerror}")
+    return OSError(f"cannot listen on {_address(host, port)}")
+
+
+def _listen(server: grpc.Server | grpc.aio.Server, host: str, port: int) -> int:
+    try:
+        bound = server.add_insecure_port(_address(host, port))
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise _bind_error(host, port)
+    return bound
+
+
+def _add_standard_services(server: grpc.Server | grpc.aio.Server) -> health.HealthServicer:
+    status = health.HealthServicer()
+    for name in ("", *SERVICE_NAMES):
+        status.set(name, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(status, server)
+    names = (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    return status
+
+
+class RunningServer:
+    """A calculator server running in background threads: its address, and a way to stop it."""
+
+    def __init__(self, engine: Engine, host: str, port: int, core: Core, max_workers: int) -> None:
+        self.engine = engine
+        self.host = host
+        self.core: Core = core
+        self._stopped = threading.Event()
+        self._key: tuple[object, ...] | None = None
+        if core == "sync":
+            self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=_OPTIONS)
+            add_services(self._server, engine)
+            self._health = _add_standard_services(self._server)
+            self.port = _listen(self._server, host, port)
+            self._server.start()
+        else:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="remotecalc-aio", daemon=True)
+            self._thread.start()
+            try:
+                self.port = asyncio.run_coroutine_threadsafe(self._start_aio(host, port), self._loop).result()
+            except BaseException:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                raise
+
+    async def _start_aio(self, host: str, port: int) -> int:
+        self._aio_server = grpc.aio.server(options=_OPTIONS)
+        add_services(self._aio_server, self.engine, asynchronous=True)
+        self._health = _add_standard_services(self._aio_server)
+        bound = _listen(self._aio_server, host, port)
+        await self._aio_server.start()
+        return bound
+
+    @property
+    def address(self) -> str:
+        """Where clients connect: host:port."""
+        return _address(self.host, self.port)
+
+    @property
+    def running(self) -> bool:
+        """True until stop() has finished."""
+        return not self._stopped.is_set()
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Refuse new calls, let calls in flight finish for up to grace seconds, then stop."""
+        if self._stopped.is_set():
+            return
+        with _running_lock:
+            if self._key is not None and _running.get(self._key) is self:
+                del _running[self._key]
+        self._health.enter_graceful_shutdown()
+        if self.core == "sync":
+            done = self._server.stop(grace)
+            self.engine.shutdown()
+            done.wait()
+        else:
+            stopping = asyncio.run_coroutine_threadsafe(self._aio_server.stop(grace), self._loop)
+            self.engine.shutdown()
+            stopping.result()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+        self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server is stopped; False if timeout passed first."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<RunningServer {self.address} {state}, {len(self.engine)} sessions>"
+
+
+def start_server(
+    host: str = DEFAULT_HOST,
+    port: int = 0,
+    *,
+    max_sessions: int = 100_000,
+    idle_timeout: float = 3600.0,
+    history_limit: int = 1000,
+    clock: Callable[[], float] = time.monotonic,
+    core: Core = "sync",
+    max_workers: int = 32,
+) -> RunningServer:
+    """Start a server in background threads; the same arguments again return the running one.
+
+    Port 0 picks a free port. Loopback unless host says otherwise. Servers still running
+    when the interpreter exits are stopped then.
+    """
+    key = (host, port, max_sessions, idle_timeout, history_limit, clock, core, max_workers)
+    with _running_lock:
+        existing = _running.get(key)
+        if existing is not None and existing.running:
+            return existing
+        engine = Engine(max_sessions=max_sessions, idle_timeout=idle_timeout, history_limit=history_limit, clock=clock)
+        server = RunningServer(engine, host, port, core, max_workers)
+        server._key = key
+        _running[key] = server
+    return server
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_running.values()):
+        server.stop(grace=0)

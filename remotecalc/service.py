@@ -1,0 +1,201 @@
+"""The two contracts as thin adapters: request -> engine -> reply, domain errors -> status."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import grpc
+
+from .article import calc_pb2, calc_pb2_grpc
+from .engine import FLOAT32_MAX, Engine, Operator, Snapshot, Step, Update
+from .errors import INDEX_KEY, REASON_KEY, InternalError, RemoteCalcError
+from .v1 import calculator_pb2 as pb
+from .v1 import calculator_pb2_grpc as pb_grpc
+
+__all__ = ["SERVICE_NAMES", "ArticleCalculator", "CalculatorV1", "add_services"]
+
+log = logging.getLogger(__name__)
+
+#: The fully qualified names of the two calculator services.
+SERVICE_NAMES = (
+    calc_pb2.DESCRIPTOR.services_by_name["Calculator"].full_name,
+    pb.DESCRIPTOR.services_by_name["Calculator"].full_name,
+)
+
+
+class ArticleCalculator(calc_pb2_grpc.CalculatorServicer):
+    """The article's contract: 32-bit floats, a result beyond them is OUT_OF_RANGE."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def Create(self, request: calc_pb2.Number, context: Any) -> calc_pb2.SessionOperation:
+        return calc_pb2.SessionOperation(token=self._engine.create(request.value))
+
+    def Answer(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
+        value, _ = self._engine.close(request.token, limit=FLOAT32_MAX)
+        return calc_pb2.Number(value=value)
+
+    def Add(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
+        return self._apply(Operator.ADD, request)
+
+    def Subtract(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
+        return self._apply(Operator.SUBTRACT, request)
+
+    def Multiply(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
+        return self._apply(Operator.MULTIPLY, request)
+
+    def Divide(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
+        return self._apply(Operator.DIVIDE, request)
+
+    def _apply(self, operator: Operator, request: calc_pb2.SessionOperation) -> calc_pb2.Number:
+        step = self._engine.apply(request.token, operator, request.value, limit=FLOAT32_MAX)
+        return calc_pb2.Number(value=step.result)
+
+
+class CalculatorV1(pb_grpc.CalculatorServicer):
+    """remotecalc.v1: 64-bit doubles, batches, reads and Watch."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def CreateSession(self, request: pb.CreateSessionRequest, context: Any) -> pb.CreateSessionResponse:
+        token = self._engine.create(request.value, request_id=request.request_id)
+        return pb.CreateSessionResponse(session=pb.Session(token=token, value=request.value))
+
+    def Apply(self, request: pb.ApplyRequest, context: Any) -> pb.ApplyResponse:
+        operation = request.operation
+        step = self._engine.apply(request.token, operation.operator, operation.operand, request_id=request.request_id)
+        return pb.ApplyResponse(value=step.result, step=step_message(step))
+
+    def ApplyBatch(self, request: pb.ApplyBatchRequest, context: Any) -> pb.ApplyBatchResponse:
+        operations = [(operation.operator, operation.operand) for operation in request.operations]
+        value, count = self._engine.apply_many(request.token, operations, request_id=request.request_id)
+        return pb.ApplyBatchResponse(value=value, step_count=count)
+
+    def GetSession(self, request: pb.GetSessionRequest, context: Any) -> pb.GetSessionResponse:
+        return pb.GetSessionResponse(session=session_message(self._engine.snapshot(request.token)))
+
+    def CloseSession(self, request: pb.CloseSessionRequest, context: Any) -> pb.CloseSessionResponse:
+        value, count = self._engine.close(request.token, request_id=request.request_id)
+        return pb.CloseSessionResponse(value=value, step_count=count)
+
+    def WatchSession(self, request: pb.WatchSessionRequest, context: Any) -> Iterator[pb.WatchSessionResponse]:
+        watcher = self._engine.watch(request.token)
+        if not context.add_callback(watcher.cancel):
+            watcher.cancel()
+        try:
+            for update in watcher:
+                yield update_message(update)
+        finally:
+            watcher.cancel()
+
+
+def step_message(step: Step) -> pb.Step:
+    """A Step as its remotecalc.v1 message."""
+    return pb.Step(
+        number=step.number, operator=pb.Operator.ValueType(step.operator), operand=step.operand, result=step.result
+    )
+
+
+def session_message(snapshot: Snapshot) -> pb.Session:
+    """A Snapshot as its remotecalc.v1 message."""
+    return pb.Session(
+        token=snapshot.token,
+        value=snapshot.value,
+        step_count=snapshot.step_count,
+        history=[step_message(step) for step in snapshot.history],
+    )
+
+
+def update_message(update: Update) -> pb.WatchSessionResponse:
+    """An Update as its remotecalc.v1 message."""
+    return pb.WatchSessionResponse(
+        token=update.token,
+        value=update.value,
+        step_count=update.step_count,
+        steps=[step_message(step) for step in update.steps],
+        closed=update.closed,
+    )
+
+
+def _status(error: Exception) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
+    if not isinstance(error, RemoteCalcError):
+        # A bug must not reach the client as UNKNOWN with a Python exception text.
+        log.exception("unexpected error in a handler")
+        error = InternalError("internal server error")
+    metadata: tuple[tuple[str, str], ...] = ((REASON_KEY, error.reason),)
+    if error.index is not None:
+        metadata += ((INDEX_KEY, str(error.index)),)
+    return error.code, error.message, metadata
+
+
+def _guard_sync(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def unary(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(request, context)
+        except Exception as error:  # every error becomes a status
+            code, message, metadata = _status(error)
+            context.set_trailing_metadata(metadata)
+            context.abort(code, message)
+
+    @functools.wraps(method)
+    def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from method(request, context)
+        except Exception as error:  # every error becomes a status
+            code, message, metadata = _status(error)
+            context.set_trailing_metadata(metadata)
+            context.abort(code, message)
+
+    return stream if method.__name__ == "WatchSession" else unary
+
+
+def _guard_async(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return method(request, context)
+        except Exception as error:  # every error becomes a status
+            code, message, metadata = _status(error)
+            context.set_trailing_metadata(metadata)
+            await context.abort(code, message)
+
+    @functools.wraps(method)
+    async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        # The engine's watcher blocks, so each wait runs in a thread, off the event loop.
+        loop = asyncio.get_running_loop()
+        updates = iter(method(request, context))
+        end = object()
+        try:
+            while (message := await loop.run_in_executor(None, next, updates, end)) is not end:
+                yield message
+        except Exception as error:  # every error becomes a status
+            code, message, metadata = _status(error)
+            context.set_trailing_metadata(metadata)
+            await context.abort(code, message)
+
+    return stream if method.__name__ == "WatchSession" else unary
+
+
+class _Guarded:
+    """A servicer whose every method turns exceptions into status codes."""
+
+    def __init__(self, servicer: object, guard: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+        self._servicer = servicer
+        self._guard = guard
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        return self._guard(getattr(self._servicer, name))
+
+
+def add_services(server: grpc.Server | grpc.aio.Server, engine: Engine, *, asynchronous: bool = False) -> None:
+    """Register both calculator contracts, over one engine, on a server."""
+    guard = _guard_async if asynchronous else _guard_sync
+    calc_pb2_grpc.add_CalculatorServicer_to_server(_Guarded(ArticleCalculator(engine), guard), server)  # type: ignore[arg-type]
+    pb_grpc.add_CalculatorServicer_to_server(_Guarded(CalculatorV1(engine), guard), server)  # type: ignore[arg-type]
