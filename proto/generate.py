@@ -1,6 +1,6 @@
 """Regenerate remotecalc's Python stubs from the .proto files beside this script.
 
-Run from anywhere: ``python proto/generate.py``. It needs the ``dev`` extra
+Run from anywhere: ``python proto/generate.py``. It needs the ``test`` extra
 (grpcio-tools and mypy-protobuf at the versions pinned in pyproject.toml), and writes
 ``remotecalc/article/`` (from calc.proto) and ``remotecalc/v1/`` (from
 remotecalc/v1/calculator.proto), each with ``.pyi`` stubs.

@@ -1,0 +1,57 @@
+"""Fixtures every test module can use: a clock to inject, a real server on loopback, a client."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+import remotecalc
+from remotecalc import Client, RunningServer, start_server
+
+
+class FakeClock:
+    """A monotonic clock that moves only when a test says so; pass it as clock=."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by seconds."""
+        self.now += seconds
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The clock the `server` fixture's engine reads; advance it to age sessions."""
+    return FakeClock()
+
+
+@pytest.fixture
+def server(clock: FakeClock) -> Iterator[RunningServer]:
+    """A running server on 127.0.0.1, port 0, stopped after the test."""
+    # A clock of its own also keeps start_server from handing back another test's server:
+    # the launcher returns the running server for identical arguments.
+    running = start_server(port=0, clock=clock)
+    try:
+        yield running
+    finally:
+        running.stop(grace=0)
+
+
+@pytest.fixture
+def client(server: RunningServer) -> Iterator[Client]:
+    """A remotecalc client connected to the `server` fixture."""
+    with remotecalc.connect(server) as connected:
+        yield connected

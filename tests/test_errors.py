@@ -1,0 +1,272 @@
+"""The error table, row by row, on both contracts: status code, reason, a short message, no change."""
+
+from __future__ import annotations
+
+import functools
+import math
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+from conftest import FakeClock
+from contracts import ArticleCalls, Calls, V1Calls, reason_of, rpc_error
+
+from remotecalc import RunningServer, start_server
+from remotecalc.engine import Engine
+from remotecalc.service import add_services
+from remotecalc.v1 import calculator_pb2 as pb
+from remotecalc.v1 import calculator_pb2_grpc as pb_grpc
+
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
+OUT_OF_RANGE = grpc.StatusCode.OUT_OF_RANGE
+RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+
+# Words that only a leaked Python exception or traceback would put in a status message.
+LEAKS = ("Traceback", 'File "', "Error", "Exception", "<", "\n")
+MESSAGE_MAX = 120
+
+
+@dataclass
+class Env:
+    """What a row may use: the contract under test, the server, its clock, and its own state."""
+
+    calls: Calls
+    server: RunningServer
+    clock: FakeClock
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Row:
+    """One row of the error table: how to provoke it and what must come back."""
+
+    name: str
+    code: grpc.StatusCode
+    reason: str
+    fail: Callable[[Env, str], object]
+    setup: Callable[[Env], None] = lambda env: None
+    victim_value: float = 2.0
+    contracts: tuple[str, ...] = ("article", "v1")
+
+
+def _closed(env: Env) -> None:
+    env.state["token"] = env.calls.create(1)
+    env.calls.close(env.state["token"])
+
+
+def _old(env: Env) -> None:
+    env.state["token"] = env.calls.create(1)
+    env.clock.advance(3000)
+
+
+def _expire_and_apply(env: Env, victim: str) -> object:
+    env.clock.advance(601)  # the old session is now idle 3601 s, the victim only 601 s
+    return env.calls.apply(env.state["token"], "+", 1)
+
+
+def _fill(env: Env) -> None:
+    env.calls.create(1)  # with the victim, the server's two sessions are taken
+
+
+ROWS = [
+    Row(
+        "unknown token",
+        NOT_FOUND,
+        "SESSION_NOT_FOUND",
+        lambda env, v: env.calls.apply(secrets.token_urlsafe(16), "+", 1),
+    ),
+    Row(
+        "closed token",
+        NOT_FOUND,
+        "SESSION_NOT_FOUND",
+        lambda env, v: env.calls.apply(env.state["token"], "+", 1),
+        _closed,
+    ),
+    Row(
+        "closed token closed again",
+        NOT_FOUND,
+        "SESSION_NOT_FOUND",
+        lambda env, v: env.calls.close(env.state["token"]),
+        _closed,
+    ),
+    Row("expired token", NOT_FOUND, "SESSION_NOT_FOUND", _expire_and_apply, _old),
+    Row("empty token", INVALID_ARGUMENT, "INVALID_TOKEN", lambda env, v: env.calls.apply("", "+", 1)),
+    Row("malformed token", INVALID_ARGUMENT, "INVALID_TOKEN", lambda env, v: env.calls.apply(v[:-1] + "!", "+", 1)),
+    Row("100 kB token", INVALID_ARGUMENT, "INVALID_TOKEN", lambda env, v: env.calls.apply("x" * 100_000, "+", 1)),
+    Row("divide by zero", INVALID_ARGUMENT, "DIVISION_BY_ZERO", lambda env, v: env.calls.apply(v, "/", 0)),
+    Row("NaN operand", INVALID_ARGUMENT, "INVALID_OPERAND", lambda env, v: env.calls.apply(v, "+", math.nan)),
+    Row("infinite operand", INVALID_ARGUMENT, "INVALID_OPERAND", lambda env, v: env.calls.apply(v, "*", math.inf)),
+    Row("-infinite operand", INVALID_ARGUMENT, "INVALID_OPERAND", lambda env, v: env.calls.apply(v, "-", -math.inf)),
+    Row("NaN initial value", INVALID_ARGUMENT, "INVALID_OPERAND", lambda env, v: env.calls.create(math.nan)),
+    Row("infinite initial value", INVALID_ARGUMENT, "INVALID_OPERAND", lambda env, v: env.calls.create(math.inf)),
+    Row(
+        "result not finite (1e308 * 10)",
+        OUT_OF_RANGE,
+        "RESULT_OUT_OF_RANGE",
+        lambda env, v: env.calls.apply(v, "*", 10),
+        victim_value=1e308,
+    ),
+    Row(
+        "result beyond float32 (3e38 * 10)",
+        OUT_OF_RANGE,
+        "RESULT_OUT_OF_RANGE",
+        lambda env, v: env.calls.apply(v, "*", 10),
+        victim_value=3e38,
+        contracts=("article",),
+    ),
+    Row(
+        "Answer of a value beyond float32",
+        OUT_OF_RANGE,
+        "RESULT_OUT_OF_RANGE",
+        lambda env, v: env.calls.close(v),
+        victim_value=1e300,
+        contracts=("article",),
+    ),
+    Row("too many live sessions", RESOURCE_EXHAUSTED, "TOO_MANY_SESSIONS", lambda env, v: env.calls.create(1), _fill),
+]
+
+
+@pytest.fixture
+def capped_server(clock: FakeClock) -> Iterator[RunningServer]:
+    """A server allowed two live sessions, on the test's fake clock."""
+    with start_server(port=0, clock=clock, max_sessions=2) as running:
+        yield running
+
+
+def assert_short_and_clean(message: str | None) -> None:
+    """A status message a user can read: short, one line, no Python internals."""
+    assert message
+    assert len(message) <= MESSAGE_MAX, message
+    for leak in LEAKS:
+        assert leak not in message, message
+
+
+@pytest.mark.parametrize("contract", ["article", "v1"])
+@pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
+def test_error_row(row: Row, contract: str, capped_server: RunningServer, clock: FakeClock) -> None:
+    if contract not in row.contracts:
+        # The v1 contract's doubles have no float32 limit: the same call succeeds there.
+        row = Row(row.name, grpc.StatusCode.OK, "", row.fail, row.setup, row.victim_value)
+    with grpc.insecure_channel(capped_server.address) as channel:
+        v1 = V1Calls(channel)
+        env = Env(ArticleCalls(channel) if contract == "article" else v1, capped_server, clock)
+        row.setup(env)
+        victim = v1.create(row.victim_value)
+        v1.apply(victim, "*", 1)
+        before = v1.read(victim)
+        live = len(capped_server.engine)
+        if row.code is grpc.StatusCode.OK:
+            row.fail(env, victim)
+            return
+        error = rpc_error(lambda: row.fail(env, victim))
+        assert error.code() is row.code, error.details()
+        assert_short_and_clean(error.details())
+        assert reason_of(error) == row.reason
+        assert v1.read(victim) == before
+        assert len(capped_server.engine) <= live
+
+
+def test_article_contract_overflow_succeeds_through_v1(capped_server: RunningServer) -> None:
+    with grpc.insecure_channel(capped_server.address) as channel:
+        v1 = V1Calls(channel)
+        token = v1.create(3e38)
+        assert v1.apply(token, "*", 10) == 3e39
+        assert v1.close(token) == 3e39
+
+
+def test_a_watch_open_while_the_server_stops_ends_with_unavailable(server: RunningServer) -> None:
+    with grpc.insecure_channel(server.address) as channel:
+        v1 = V1Calls(channel)
+        token = v1.create(1)
+        stream = v1.stub.WatchSession(pb.WatchSessionRequest(token=token))
+        assert next(stream).value == 1
+        stopper = threading.Thread(target=server.stop, kwargs={"grace": 5.0})
+        stopper.start()
+        error = rpc_error(lambda: next(stream))
+        stopper.join(timeout=30)
+        assert not server.running
+        assert error.code() is UNAVAILABLE, error.details()
+        assert_short_and_clean(error.details())
+        assert reason_of(error) == "SERVER_STOPPING"
+
+
+@pytest.mark.parametrize("contract", ["article", "v1"])
+def test_a_call_after_stop_is_unavailable(server: RunningServer, contract: str) -> None:
+    with grpc.insecure_channel(server.address) as channel:
+        calls: Calls = ArticleCalls(channel) if contract == "article" else V1Calls(channel)
+        token = calls.create(1)
+        server.stop()
+        error = rpc_error(lambda: calls.apply(token, "+", 1))
+        assert error.code() is UNAVAILABLE
+
+
+def test_the_engine_refuses_work_once_the_server_is_stopping(server: RunningServer) -> None:
+    with grpc.insecure_channel(server.address) as channel:
+        token = V1Calls(channel).create(1)
+    server.engine.shutdown()  # what stop() does once the transport no longer takes calls
+    with grpc.insecure_channel(server.address) as channel:
+        for call in (
+            lambda: V1Calls(channel).create(1),
+            lambda: V1Calls(channel).apply(token, "+", 1),
+            lambda: ArticleCalls(channel).apply(token, "+", 1),
+            lambda: next(V1Calls(channel).stub.WatchSession(pb.WatchSessionRequest(token=token))),
+        ):
+            error = rpc_error(call)
+            assert error.code() is UNAVAILABLE, error.details()
+            assert reason_of(error) == "SERVER_STOPPING"
+
+
+def test_an_unset_or_unknown_operator_is_invalid_argument(server: RunningServer) -> None:
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.CalculatorStub(channel)
+        token = V1Calls(channel).create(1)
+        for operator in (pb.OPERATOR_UNSPECIFIED, 17):
+            operation = pb.Operation(operator=pb.Operator.ValueType(operator), operand=1)
+            request = pb.ApplyRequest(token=token, operation=operation)
+            error = rpc_error(functools.partial(stub.Apply, request, timeout=10))
+            assert error.code() is INVALID_ARGUMENT
+            assert reason_of(error) == "INVALID_OPERAND"
+            assert_short_and_clean(error.details())
+        assert V1Calls(channel).read(token) == (1, 0, [])
+
+
+class _FaultyEngine(Engine):
+    """An engine with a bug: what a fault outside the domain errors looks like to a client."""
+
+    def apply(self, *args: Any, **kwargs: Any) -> Any:
+        """Fail as a bug would."""
+        raise ZeroDivisionError("float division by zero")
+
+    def watch(self, token: str) -> Any:
+        """Fail as a bug would."""
+        raise KeyError(token)
+
+
+def test_a_bug_on_the_server_is_internal_never_unknown_and_leaks_nothing() -> None:
+    faulty = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    add_services(faulty, _FaultyEngine())
+    port = faulty.add_insecure_port("127.0.0.1:0")
+    faulty.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            article, v1 = ArticleCalls(channel), V1Calls(channel)
+            token = v1.create(1)
+            for call in (
+                lambda: article.apply(token, "+", 1),
+                lambda: v1.apply(token, "+", 1),
+                lambda: next(v1.stub.WatchSession(pb.WatchSessionRequest(token=token))),
+            ):
+                error = rpc_error(call)
+                assert error.code() is grpc.StatusCode.INTERNAL, error.details()
+                assert_short_and_clean(error.details())
+                assert "division" not in (error.details() or "") and token not in (error.details() or "")
+                assert reason_of(error) == "INTERNAL"
+    finally:
+        faulty.stop(0)

@@ -1,0 +1,210 @@
+"""The launcher: port clashes, re-runs, stopping, reflection, health, the aio core, exit."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+import threading
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from conftest import FakeClock
+from contracts import ArticleCalls, V1Calls, reason_of, rpc_error
+from google.protobuf.descriptor_pool import DescriptorPool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from processes import REMOTECALC, WAIT, run_python
+
+import remotecalc
+from remotecalc import PortInUse, RunningServer, start_server
+from remotecalc.v1 import calculator_pb2 as pb
+
+SERVICES = {"Calculator", "remotecalc.v1.Calculator", "grpc.health.v1.Health"}
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[RunningServer]:
+    """One server for the tests that only read from it."""
+    with start_server(port=0, clock=FakeClock()) as running:
+        yield running
+
+
+def test_a_second_launch_on_a_taken_port_fails_at_once_and_does_not_share_it(server: RunningServer) -> None:
+    with pytest.raises(PortInUse, match=f"127.0.0.1:{server.port}.*in use"):
+        start_server(port=server.port)
+    with pytest.raises(PortInUse):
+        start_server(port=server.port)  # a failed launch is not remembered as running
+    # With SO_REUSEPORT the kernel would spread new connections over both listeners.
+    for _ in range(20):
+        with grpc.insecure_channel(server.address) as channel:
+            V1Calls(channel).create(1)
+    assert len(server.engine) == 20
+
+
+def test_remotecalc_serve_on_a_taken_port_exits_1_with_a_message(server: RunningServer) -> None:
+    ran = subprocess.run(
+        [REMOTECALC, "serve", "--port", str(server.port)], capture_output=True, text=True, timeout=WAIT
+    )
+    assert ran.returncode == 1
+    assert "in use" in ran.stderr and str(server.port) in ran.stderr, ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert "listening" not in ran.stdout
+
+
+def test_the_same_arguments_return_the_running_server_and_a_new_one_after_stop() -> None:
+    clock = FakeClock()
+    first = start_server(port=0, clock=clock)
+    try:
+        assert start_server(port=0, clock=clock) is first
+        assert start_server(port=0, clock=FakeClock()) is not first
+    finally:
+        first.stop()
+    again = start_server(port=0, clock=clock)
+    try:
+        assert again is not first
+        assert again.running and not first.running
+        with grpc.insecure_channel(again.address) as channel:
+            assert V1Calls(channel).create(3)
+    finally:
+        again.stop()
+
+
+def test_stop_is_idempotent() -> None:
+    running = start_server(port=0, clock=FakeClock())
+    assert running.running
+    running.stop()
+    running.stop(grace=0)
+    assert not running.running
+    assert running.wait(timeout=0)
+    assert "stopped" in repr(running)
+
+
+def test_the_context_manager_stops_the_server() -> None:
+    with start_server(port=0, clock=FakeClock()) as running, grpc.insecure_channel(running.address) as channel:
+        V1Calls(channel).create(1)
+    assert not running.running
+    with grpc.insecure_channel(running.address) as channel:
+        assert rpc_error(lambda: V1Calls(channel).create(1)).code() is grpc.StatusCode.UNAVAILABLE
+
+
+def test_reflection_lists_both_calculators_and_health(shared: RunningServer) -> None:
+    with grpc.insecure_channel(shared.address) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        assert set(database.get_services()) >= SERVICES
+        pool = DescriptorPool(database)
+        v1 = pool.FindServiceByName("remotecalc.v1.Calculator")
+        assert {method.name for method in v1.methods} == {
+            "CreateSession",
+            "Apply",
+            "ApplyBatch",
+            "GetSession",
+            "CloseSession",
+            "WatchSession",
+        }
+        article = pool.FindServiceByName("Calculator")
+        assert {method.name for method in article.methods} == {
+            "Create",
+            "Answer",
+            "Add",
+            "Subtract",
+            "Multiply",
+            "Divide",
+        }
+
+
+def test_health_answers_serving(shared: RunningServer) -> None:
+    with grpc.insecure_channel(shared.address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "Calculator", "remotecalc.v1.Calculator"):
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
+
+
+def test_the_aio_core_serves_both_contracts_errors_and_watch() -> None:
+    with (
+        start_server(port=0, clock=FakeClock(), core="aio") as running,
+        grpc.insecure_channel(running.address) as channel,
+    ):
+        article, v1 = ArticleCalls(channel), V1Calls(channel)
+        token = article.create(0)
+        stream = v1.stub.WatchSession(pb.WatchSessionRequest(token=token))
+        assert next(stream).value == 0
+        for symbol, operand in (("+", 5), ("-", 3), ("*", 10), ("/", 2)):
+            article.apply(token, symbol, operand)
+        error = rpc_error(lambda: v1.apply(token, "/", 0))
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert reason_of(error) == "DIVISION_BY_ZERO"
+        assert article.close(token) == 10.0
+        assert [message.value for message in stream] == [5, 2, 20, 10, 10]
+    assert not running.running
+
+
+def test_servers_still_running_are_stopped_at_interpreter_exit() -> None:
+    script = textwrap.dedent(
+        """
+        import atexit
+        servers = []
+        # Registered before remotecalc's own handler, so it runs after it.
+        atexit.register(lambda: print("running at exit:", [s.running for s in servers], flush=True))
+        import remotecalc
+        servers.append(remotecalc.start_server(port=0))
+        servers.append(remotecalc.start_server(port=0, core="aio"))
+        print("started", flush=True)
+        """
+    )
+    ran = run_python("-c", script)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["started", "running at exit: [False, False]"]
+
+
+def test_connect_accepts_a_running_server(shared: RunningServer) -> None:
+    with remotecalc.connect(shared) as client:
+        assert client.target == shared.address
+        with client.create(2) as session:
+            assert session.add(3) == 5
+
+
+def test_sixteen_clients_adding_to_one_session_are_all_counted(server: RunningServer) -> None:
+    threads, adds = 16, 500
+    with remotecalc.connect(server) as owner:
+        session = owner.create(0)
+        start = threading.Barrier(threads)
+        failures: list[BaseException] = []
+
+        def add_many() -> None:
+            try:
+                with remotecalc.connect(server) as client:
+                    mine = client.session(session.token)
+                    start.wait(timeout=30)
+                    for _ in range(adds):
+                        mine.add(1)
+            except BaseException as error:  # reported below, from the test's thread
+                failures.append(error)
+
+        workers = [threading.Thread(target=add_many) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert not failures
+        assert not any(worker.is_alive() for worker in workers)
+        state = session.state()
+    assert state.value == threads * adds == 8000
+    assert state.step_count == 8000
+
+
+def test_idle_timeout_and_history_limit_are_configurable() -> None:
+    clock = FakeClock()
+    with (
+        start_server(port=0, clock=clock, idle_timeout=5, history_limit=2) as running,
+        remotecalc.connect(running) as client,
+    ):
+        session = client.create(0)
+        session.apply_many([("+", 1), ("+", 2), ("+", 3)])
+        assert [step.number for step in session.history()] == [2, 3]
+        clock.advance(5)
+        assert session.add(4) == 10
+        clock.advance(5.5)
+        with pytest.raises(remotecalc.SessionNotFound):
+            session.value()
