@@ -78,12 +78,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="serve both contracts until Ctrl-C")
     serve_parser.add_argument("--host", default=DEFAULT_HOST, help="interface to bind; 0.0.0.0 for all (%(default)s)")
     serve_parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (%(default)s)")
-    serve_parser.add_argument("--max-sessions", type=int, default=100_000, help="live sessions allowed (%(default)s)")
     serve_parser.add_argument(
-        "--idle-timeout", type=float, default=3600.0, help="seconds before an idle session expires (%(default)s)"
+        "--max-sessions", type=int, default=100_000, metavar="N", help="live sessions allowed (%(default)s)"
     )
     serve_parser.add_argument(
-        "--grace", type=float, default=5.0, help="seconds calls in flight get to finish on stop (%(default)s)"
+        "--idle-timeout",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="seconds before an idle session expires (%(default)s)",
+    )
+    serve_parser.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds calls in flight get to finish on stop (%(default)s)",
     )
     serve_parser.add_argument("--core", choices=("sync", "aio"), default="sync", help="gRPC server core (%(default)s)")
     commands.add_parser("demo", help="run the article's sequence on an embedded server")

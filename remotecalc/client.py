@@ -27,11 +27,15 @@ DEFAULT_TIMEOUT = 10.0
 
 # Every mutating call carries a fresh request id, so gRPC may resend it after a dropped
 # connection: the server applies it once and answers the retry with the first reply.
+# Unary calls only: a WatchSession under this retry policy, started as the server stops, can
+# hang for good (grpcio 1.85: its status is UNAVAILABLE but its reads never complete, and
+# cancel() does not end them).
+_RETRIED_METHODS = ("CreateSession", "Apply", "ApplyBatch", "GetSession", "CloseSession")
 _SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
             {
-                "name": [{"service": "remotecalc.v1.Calculator"}],
+                "name": [{"service": "remotecalc.v1.Calculator", "method": method} for method in _RETRIED_METHODS],
                 "retryPolicy": {
                     "maxAttempts": 3,
                     "initialBackoff": "0.05s",
@@ -66,6 +70,8 @@ class Client:
         on_call: Callable[[CallRecord], None] | None = None,
     ) -> None:
         self.target = target if isinstance(target, str) else target.address
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive, or None for no deadline")
         self.timeout = timeout
         self.on_call = on_call
         self._channel = grpc.insecure_channel(self.target, options=[("grpc.service_config", _SERVICE_CONFIG)])
@@ -134,6 +140,10 @@ class Session:
 
     def apply(self, operator: str | int | Operator, operand: float) -> float:
         """Apply one operation, given as a symbol (+ - * /), a name or an Operator."""
+        return self.apply_step(operator, operand).result
+
+    def apply_step(self, operator: str | int | Operator, operand: float) -> Step:
+        """Apply one operation and return the Step it made: its number in the session and its result."""
         op = Operator.parse(operator)
         request = pb.ApplyRequest(
             token=self.token,
@@ -141,7 +151,7 @@ class Session:
             request_id=_request_id(),
         )
         reply = self.client._call("Apply", request, f"{op.symbol} {operand:g}")
-        return float(reply.value)
+        return _step(reply.step)
 
     def apply_many(self, operations: Iterable[Operation]) -> float:
         """Apply (operator, operand) pairs in one call, all or nothing; return the new value."""

@@ -88,6 +88,10 @@ class RunningServer:
             self._server.start()
         else:
             self._loop = asyncio.new_event_loop()
+            # Each watch waits in a thread of the loop's executor: as many as the sync core's workers.
+            self._loop.set_default_executor(
+                futures.ThreadPoolExecutor(max_workers, thread_name_prefix="remotecalc-watch")
+            )
             self._thread = threading.Thread(target=self._loop.run_forever, name="remotecalc-aio", daemon=True)
             self._thread.start()
             try:

@@ -1,0 +1,1 @@
+"""remotecalc's benchmark: `python benchmarks/run.py` from the repository's root (see run.py)."""

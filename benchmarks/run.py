@@ -1,0 +1,198 @@
+"""remotecalc's benchmark: every part side by side in one run, as a table and, with --json, a file.
+
+    python benchmarks/run.py [--quick] [--json PATH]
+
+Each server runs in its own process, the load generator in another; servers are measured in
+alternating rounds so that a noisy machine treats them alike. Compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+if __package__ in (None, ""):
+    # Run as a script: make the repository's root importable, as `python -m benchmarks.run` does.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.measure import BATCH_SIZES
+from benchmarks.processes import Child, start_server_process, start_worker_process
+from benchmarks.servers import KINDS
+from benchmarks.table import cores, goals, render
+
+CORES = ("sync", "aio")
+DEFAULT_CORE = "sync"
+
+# Part 1 runs `cycles` times through the six servers, `slice` seconds each, so that a burst of load
+# from elsewhere falls on all alike; the other parts run `rounds` times, seconds per measurement as named.
+QUICK = {"cycles": 1, "slice": 0.3, "rounds": 1, "batch": 0.25, "watch": 0.4, "embedded": 0.4, "apply": 0.4}
+QUICK |= {"sessions": 100_000, "session_rounds": 1, "session_apply": 0.4}
+FULL = {"cycles": 20, "slice": 0.4, "rounds": 3, "batch": 1.5, "watch": 2.0, "embedded": 3.0, "apply": 2.0}
+FULL |= {"sessions": 1_000_000, "session_rounds": 10, "session_apply": 1.0}
+
+_T = TypeVar("_T")
+
+
+def _rotated(items: Sequence[_T], by: int) -> list[_T]:
+    return [items[(i + by) % len(items)] for i in range(len(items))]
+
+
+def _combine(results: list[dict[str, Any]], count: str = "calls") -> dict[str, float]:
+    """Rounds as one: the total rate, and the median of each round's percentiles."""
+    seconds = sum(r["seconds"] for r in results)
+    combined = {"seconds": seconds, f"{count}_per_s": sum(r[count] for r in results) / seconds}
+    for key in ("p50_ms", "p99_ms"):
+        if key in results[0]:
+            combined[key] = statistics.median(r[key] for r in results)
+    return combined
+
+
+def unary_and_more(worker: Child, settings: dict[str, Any]) -> dict[str, Any]:
+    """Parts 1, 2, 3, 5 and 6: every kind of server on both cores, measured in turns."""
+    children = {(kind, core): start_server_process(kind, core) for kind in KINDS for core in CORES}
+    try:
+        addresses = {key: child.read()["address"] for key, child in children.items()}
+        unary: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+        batches: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+        applies: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        watches: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+        embedded: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        servers = [(kind, core) for core in CORES for kind in KINDS]
+        for cycle in range(settings["cycles"]):
+            for threads in (1, 4):
+                for kind, core in _rotated(servers, cycle):
+                    result = worker.ask(
+                        "sequence", address=addresses[kind, core], threads=threads, seconds=settings["slice"]
+                    )
+                    unary[kind, core, threads].append(result)
+        for number in range(settings["rounds"]):
+            for core in _rotated(CORES, number):
+                address = addresses["remotecalc", core]
+                applies[core].append(worker.ask("apply", address=address, seconds=settings["apply"]))
+                for batch in worker.ask("batches", address=address, sizes=BATCH_SIZES, seconds=settings["batch"]):
+                    batches[core, batch["batch_size"]].append(batch)
+                for size in (0, 100):
+                    watch = worker.ask("watch", address=address, seconds=settings["watch"], batch_size=size)
+                    watches[core, size].append(watch)
+                embedded[core].append(worker.ask("embedded", core=core, seconds=settings["embedded"]))
+        worker.ask("close_channels")
+    finally:
+        for child in children.values():
+            child.close()
+    unary_rows: list[dict[str, Any]] = []
+    for (kind, core, threads), results in unary.items():
+        row = {"server": kind, "core": core, "threads": threads, **_combine(results)}
+        row["vs_baseline"] = _paired_ratio(results, unary["baseline", core, threads])
+        row["vs_floor"] = _paired_ratio(results, unary["floor", core, threads])
+        unary_rows.append(row)
+    batch_rows: list[dict[str, Any]] = []
+    for (core, size), results in batches.items():
+        with_ops = [{"ops": r["calls"] * size, **r} for r in results]
+        batch_rows.append({"core": core, "batch_size": size, **_combine(with_ops, "ops"), **_combine(with_ops)})
+    apply_rows: list[dict[str, Any]] = [{"core": core, **_combine(results)} for core, results in applies.items()]
+    for batch_row in batch_rows:
+        unary_apply = _find(apply_rows, core=batch_row["core"])["calls_per_s"]
+        batch_row["vs_unary_apply"] = batch_row["ops_per_s"] / unary_apply
+    watch_rows: list[dict[str, Any]] = []
+    for (core, size), results in watches.items():
+        seconds = sum(r["seconds"] for r in results)
+        watch_rows.append(
+            {
+                "core": core,
+                "ops_per_call": size or 1,
+                "rpc": "ApplyBatch" if size else "Apply",
+                "applied_calls_per_s": sum(r["applied_calls_per_s"] * r["seconds"] for r in results) / seconds,
+                "updates_per_s": sum(r["updates"] for r in results) / seconds,
+                "steps_per_s": sum(r["steps_per_s"] * r["seconds"] for r in results) / seconds,
+            }
+        )
+    embedded_rows = [{"core": core, **_combine(results)} for core, results in embedded.items()]
+    return {
+        "unary": unary_rows,
+        "unary_apply": apply_rows,
+        "batches": batch_rows,
+        "watch": watch_rows,
+        "embedded": embedded_rows,
+    }
+
+
+def sessions(worker: Child, settings: dict[str, Any]) -> dict[str, Any]:
+    """Part 4: RSS per live session, and Apply calls per second beside 1 and beside N live sessions."""
+    count = settings["sessions"]
+    few = start_server_process("remotecalc", DEFAULT_CORE, sessions=0)
+    many = start_server_process("remotecalc", DEFAULT_CORE, sessions=count)
+    try:
+        few_report, many_report = few.read(), many.read()
+        rates: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for number in range(settings["session_rounds"]):
+            for name in _rotated(("few", "many"), number):
+                address = (few_report if name == "few" else many_report)["address"]
+                rates[name].append(worker.ask("apply", address=address, seconds=settings["session_apply"]))
+        worker.ask("close_channels")
+    finally:
+        few.close()
+        many.close()
+    grown = many_report["rss_after"] - many_report["rss_before"]
+    one, lots = _combine(rates["few"]), _combine(rates["many"])
+    return {
+        "core": DEFAULT_CORE,
+        "how": "sessions opened with Engine.create() inside the server process, after it served a first call",
+        "live_sessions": many_report["sessions"],
+        "create_seconds": many_report["create_seconds"],
+        "rss_before_mb": many_report["rss_before"] / 2**20,
+        "rss_mb": many_report["rss_after"] / 2**20,
+        "rss_one_session_mb": few_report["rss_after"] / 2**20,
+        "bytes_per_session": grown / count,
+        "rss_at_1m_mb": (many_report["rss_before"] + grown / count * 1_000_000) / 2**20,
+        "apply_per_s_one": one["calls_per_s"],
+        "apply_per_s_many": lots["calls_per_s"],
+        "p50_ms_one": one["p50_ms"],
+        "p50_ms_many": lots["p50_ms"],
+        "many_vs_one": _paired_ratio(rates["many"], rates["few"]),
+    }
+
+
+def _paired_ratio(results: list[dict[str, Any]], reference: list[dict[str, Any]]) -> float:
+    """The median over rounds of one rate over another measured beside it in the same round."""
+    return float(
+        statistics.median(r["calls_per_s"] / o["calls_per_s"] for r, o in zip(results, reference, strict=True))
+    )
+
+
+def _find(rows: list[dict[str, Any]], **where: Any) -> dict[str, Any]:
+    return next(row for row in rows if all(row[key] == value for key, value in where.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print its table, and write its JSON if asked."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="every part briefly (well under 30 s)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON to PATH")
+    args = parser.parse_args(argv)
+    settings = dict(QUICK if args.quick else FULL)
+    started = time.perf_counter()
+    worker = start_worker_process()
+    try:
+        results: dict[str, Any] = {"settings": {"quick": args.quick, "default_core": DEFAULT_CORE, **settings}}
+        results.update(unary_and_more(worker, settings))
+        results["sessions"] = sessions(worker, settings)
+    finally:
+        worker.close()
+    results["cores"] = cores(results)
+    results["goals"] = goals(results)
+    results["settings"]["total_seconds"] = time.perf_counter() - started
+    print(render(results))
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

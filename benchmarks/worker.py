@@ -1,0 +1,35 @@
+"""The load generator's process: reads one JSON task a line on stdin, writes one JSON result a line.
+
+python -m benchmarks.worker
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .loads import measure_embedded, measure_watch
+from .measure import close_channels, measure_apply_rate, measure_batches, measure_sequence
+
+TASKS: dict[str, Callable[..., Any]] = {
+    "sequence": measure_sequence,
+    "batches": measure_batches,
+    "apply": measure_apply_rate,
+    "watch": measure_watch,
+    "embedded": measure_embedded,
+    "close_channels": close_channels,
+}
+
+
+def main() -> None:
+    """Run tasks until stdin closes."""
+    for line in sys.stdin:
+        task = json.loads(line)
+        result = TASKS[task["task"]](**task["args"])
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The benchmark still runs: `benchmarks/run.py --quick` prints every part and writes sane JSON.
+
+These tests check shape and sanity (every rate positive), never a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTS = (
+    "1. Unary",
+    "2. Batches",
+    "3. Watch",
+    "4. Sessions",
+    "5. Embedded",
+    "6. Core",
+    "Goals",
+)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    """The table and the JSON of one `--quick` run, shared by this module's tests."""
+    path = tmp_path_factory.mktemp("benchmark") / "results.json"
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return finished.stdout, json.loads(path.read_text())
+
+
+def test_the_table_has_every_part(quick_run: tuple[str, dict[str, Any]]) -> None:
+    table, _ = quick_run
+    for part in PARTS:
+        assert part in table
+    for server in ("remotecalc", "baseline", "floor"):
+        assert server in table
+
+
+def test_unary_measures_every_server_on_both_cores_with_1_and_4_threads(
+    quick_run: tuple[str, dict[str, Any]],
+) -> None:
+    _, results = quick_run
+    measured = {(row["server"], row["core"], row["threads"]) for row in results["unary"]}
+    assert measured == {(s, c, t) for s in ("remotecalc", "baseline", "floor") for c in ("sync", "aio") for t in (1, 4)}
+    for row in results["unary"]:
+        assert row["calls_per_s"] > 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+        assert row["vs_baseline"] > 0 and row["vs_floor"] > 0
+        if row["server"] == "baseline":
+            assert row["vs_baseline"] == 1.0
+
+
+def test_batches_watch_embedded_and_cores_have_positive_rates(quick_run: tuple[str, dict[str, Any]]) -> None:
+    _, results = quick_run
+    assert {(row["core"], row["batch_size"]) for row in results["batches"]} == {
+        (core, size) for core in ("sync", "aio") for size in (1, 10, 100, 1_000, 10_000)
+    }
+    assert all(row["ops_per_s"] > 0 and row["vs_unary_apply"] > 0 for row in results["batches"])
+    assert all(row["calls_per_s"] > 0 for row in results["unary_apply"])
+    assert {(row["core"], row["rpc"]) for row in results["watch"]} == {
+        (core, rpc) for core in ("sync", "aio") for rpc in ("Apply", "ApplyBatch")
+    }
+    assert all(row["updates_per_s"] > 0 and row["steps_per_s"] >= row["updates_per_s"] for row in results["watch"])
+    assert {row["core"] for row in results["embedded"]} == {"sync", "aio"}
+    assert all(row["calls_per_s"] > 0 and row["p50_ms"] > 0 for row in results["embedded"])
+    assert len(results["cores"]) == 6
+    assert all(row["sync"] > 0 and row["aio"] > 0 for row in results["cores"])
+
+
+def test_sessions_are_counted_in_the_server_that_holds_them(quick_run: tuple[str, dict[str, Any]]) -> None:
+    _, results = quick_run
+    sessions = results["sessions"]
+    assert sessions["live_sessions"] >= results["settings"]["sessions"]
+    assert "Engine.create" in sessions["how"]
+    assert sessions["bytes_per_session"] > 0
+    assert sessions["rss_mb"] > sessions["rss_before_mb"] > 0
+    assert sessions["apply_per_s_one"] > 0 and sessions["apply_per_s_many"] > 0
+
+
+def test_every_goal_is_reported_with_its_verdict(quick_run: tuple[str, dict[str, Any]]) -> None:
+    _, results = quick_run
+    goals = results["goals"]
+    assert len(goals) == 8
+    assert all(isinstance(goal["met"], bool) and goal["value"] > 0 for goal in goals)
+
+
+def test_a_notebook_in_notebooks_imports_the_measurements_it_charts() -> None:
+    program = """
+import json, sys
+sys.path.insert(0, "..")
+import remotecalc
+from benchmarks.measure import measure_batches, measure_unary_latency
+with remotecalc.start_server(port=0) as server:
+    rows = measure_batches(server.address, [1, 10], seconds=0.05)
+    latencies = measure_unary_latency(server.address, 5)
+print(json.dumps({"rows": rows, "latencies": latencies}))
+"""
+    finished = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT / "notebooks", capture_output=True, text=True, timeout=60
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    measured = json.loads(finished.stdout)
+    assert [row["batch_size"] for row in measured["rows"]] == [1, 10]
+    assert all(row["ops_per_s"] > 0 and row["calls"] >= 3 for row in measured["rows"])
+    assert len(measured["latencies"]) == 5 and all(latency > 0 for latency in measured["latencies"])
