@@ -17,6 +17,7 @@ from .errors import (
     ServerStopping,
     SessionNotFound,
     TooManySessions,
+    TooManyWatchers,
     Unavailable,
     WatcherTooSlow,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Snapshot",
     "Step",
     "TooManySessions",
+    "TooManyWatchers",
     "Unavailable",
     "Update",
     "Watch",

@@ -26,6 +26,7 @@ from .errors import (
     ServerStopping,
     SessionNotFound,
     TooManySessions,
+    TooManyWatchers,
     WatcherTooSlow,
 )
 
@@ -204,7 +205,7 @@ class Watcher:
         self._queue.put(self._END)
 
     def cancel(self) -> None:
-        """Stop watching; a blocked iteration ends."""
+        """Stop watching; a blocked iteration ends. Every watcher must be cancelled when done."""
         self._detach(self)
         self._end()
 
@@ -290,14 +291,20 @@ class Engine:
         idle_timeout: float = 3600.0,
         history_limit: int = 1000,
         watch_backlog: int = 10_000,
+        max_watchers: int = 1000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_sessions < 1 or idle_timeout <= 0 or history_limit < 1 or watch_backlog < 1:
-            raise ValueError("max_sessions, idle_timeout, history_limit and watch_backlog must be positive")
+        if min(max_sessions, history_limit, watch_backlog, max_watchers) < 1 or idle_timeout <= 0:
+            raise ValueError(
+                "max_sessions, idle_timeout, history_limit, watch_backlog and max_watchers must be positive"
+            )
         self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
         self.history_limit = history_limit
         self.watch_backlog = watch_backlog
+        self.max_watchers = max_watchers
+        self._watchers: set[Watcher] = set()
+        self._watchers_lock = threading.Lock()
         self._clock = clock
         self._sessions: dict[str, _Session] = {}
         self._create_lock = threading.Lock()
@@ -421,12 +428,22 @@ class Engine:
             with session.lock:
                 if session.watchers and watcher in session.watchers:
                     session.watchers.remove(watcher)
+            with self._watchers_lock:
+                self._watchers.discard(watcher)
 
-        with session.lock:
-            self._check_open(session)
-            watcher = Watcher(self.watch_backlog, detach)
-            watcher._push(Update(token, session.value, session.step_count, (), False))
-            session.watchers = [*(session.watchers or ()), watcher]
+        watcher = Watcher(self.watch_backlog, detach)
+        with self._watchers_lock:
+            if len(self._watchers) >= self.max_watchers:
+                raise TooManyWatchers(f"too many open watches (the limit is {self.max_watchers})")
+            self._watchers.add(watcher)
+        try:
+            with session.lock:
+                self._check_open(session)
+                watcher._push(Update(token, session.value, session.step_count, (), False))
+                session.watchers = [*(session.watchers or ()), watcher]
+        except BaseException:
+            detach(watcher)
+            raise
         return watcher
 
     def expire_idle(self) -> int:

@@ -32,6 +32,7 @@ __all__ = [
     "ServerStopping",
     "SessionNotFound",
     "TooManySessions",
+    "TooManyWatchers",
     "Unavailable",
     "WatcherTooSlow",
     "error_for",
@@ -116,6 +117,12 @@ class TooManySessions(ResourceExhausted):
     reason = "TOO_MANY_SESSIONS"
 
 
+class TooManyWatchers(ResourceExhausted):
+    """The server holds as many open watches as it has threads to spare for them."""
+
+    reason = "TOO_MANY_WATCHERS"
+
+
 class WatcherTooSlow(ResourceExhausted):
     """A watcher fell so far behind that its stream was ended."""
 
@@ -165,6 +172,7 @@ _BY_REASON: dict[str, type[RemoteCalcError]] = {
         OutOfRange,
         ResourceExhausted,
         TooManySessions,
+        TooManyWatchers,
         WatcherTooSlow,
         Unavailable,
         ServerStopping,

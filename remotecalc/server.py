@@ -31,6 +31,8 @@ Core = Literal["sync", "aio"]
 # and silently take half of the connections, and so half of the sessions.
 _OPTIONS = [("grpc.so_reuseport", 0)]
 
+_WORKERS_KEPT_FREE = 4
+
 _running: dict[tuple[object, ...], RunningServer] = {}
 _running_lock = threading.Lock()
 
@@ -177,7 +179,14 @@ def start_server(
         existing = _running.get(key)
         if existing is not None and existing.running:
             return existing
-        engine = Engine(max_sessions=max_sessions, idle_timeout=idle_timeout, history_limit=history_limit, clock=clock)
+        engine = Engine(
+            max_sessions=max_sessions,
+            idle_timeout=idle_timeout,
+            history_limit=history_limit,
+            # An open Watch holds a worker thread: keep some free so that other calls still run.
+            max_watchers=max(1, max_workers - _WORKERS_KEPT_FREE),
+            clock=clock,
+        )
         server = RunningServer(engine, host, port, core, max_workers)
         server._key = key
         _running[key] = server

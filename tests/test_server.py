@@ -208,3 +208,18 @@ def test_idle_timeout_and_history_limit_are_configurable() -> None:
         clock.advance(5.5)
         with pytest.raises(remotecalc.SessionNotFound):
             session.value()
+
+
+def test_watches_beyond_the_spare_workers_are_refused_and_other_calls_still_run() -> None:
+    # Each open Watch holds a worker thread of the sync core; 6 workers keep 4 free, so 2 watches.
+    with start_server(port=0, max_workers=6) as running, remotecalc.connect(running, timeout=5) as client:
+        session = client.create(1)
+        watches = [session.watch() for _ in range(2)]
+        firsts = [next(iter(watch)) for watch in watches]
+        assert [update.value for update in firsts] == [1.0, 1.0]
+        with pytest.raises(remotecalc.TooManyWatchers) as refused:
+            next(iter(session.watch()))
+        assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert session.add(2) == 3.0
+        for watch in watches:
+            watch.cancel()

@@ -10,8 +10,8 @@ token made by either contract works with both.
 Errors are gRPC status codes, each with a short message. A failed call changes
 nothing. The trailing metadata key "remotecalc-error-reason" names the exact reason
 (SESSION_NOT_FOUND, INVALID_TOKEN, DIVISION_BY_ZERO, INVALID_OPERAND,
-RESULT_OUT_OF_RANGE, TOO_MANY_SESSIONS, REQUEST_ID_REUSED, SERVER_STOPPING,
-WATCHER_TOO_SLOW), and a failed ApplyBatch adds "remotecalc-operation-index": the
+RESULT_OUT_OF_RANGE, TOO_MANY_SESSIONS, TOO_MANY_WATCHERS, REQUEST_ID_REUSED,
+SERVER_STOPPING, WATCHER_TOO_SLOW), and a failed ApplyBatch adds "remotecalc-operation-index": the
 zero-based index of the operation that failed.
 
   NOT_FOUND           the token is unknown, closed or expired
@@ -19,7 +19,8 @@ zero-based index of the operation that failed.
                       operand or initial value, an unspecified operator, a request id
                       reused for a different request
   OUT_OF_RANGE        the result is not a finite number
-  RESOURCE_EXHAUSTED  too many live sessions, or a watcher too slow to keep up
+  RESOURCE_EXHAUSTED  too many live sessions or open watches, or a watcher too slow
+                      to keep up
   UNAVAILABLE         the server is stopping
 """
 
