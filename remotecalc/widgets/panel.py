@@ -146,6 +146,12 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         """Wait until the big value reads text ("15", as format_number writes it); False on timeout."""
         return self.wait_for(lambda: self.value_display.value == text, timeout)
 
+    def __repr__(self) -> str:
+        # Where widgets cannot be drawn (GitHub, an untrusted notebook) this is what readers see.
+        value = getattr(self, "value_display", None)
+        shown = value.value if value is not None else "—"
+        return f"CalculatorPanel(value={shown}, steps={self.step_count}, status={self.status!r})"
+
     def close(self) -> None:
         """End the Watch stream and its thread, close the connection and the widgets; the session stays open."""
         if getattr(self, "_closed", True):
