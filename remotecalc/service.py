@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from operator import attrgetter
@@ -158,7 +159,7 @@ def _guard_sync(method: Callable[..., Any]) -> Callable[..., Any]:
             context.set_trailing_metadata(metadata)
             context.abort(code, message)
 
-    return stream if method.__name__ == "WatchSession" else unary
+    return stream if inspect.isgeneratorfunction(method) else unary
 
 
 def _guard_async(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -189,7 +190,7 @@ def _guard_async(method: Callable[..., Any]) -> Callable[..., Any]:
             # A cancelled stream must free the thread still blocked waiting for its next update.
             ends.run()
 
-    return stream if method.__name__ == "WatchSession" else unary
+    return stream if inspect.isgeneratorfunction(method) else unary
 
 
 class _StreamEnd:
