@@ -27,9 +27,9 @@ DEFAULT_TIMEOUT = 10.0
 
 # Every mutating call carries a fresh request id, so gRPC may resend it after a dropped
 # connection: the server applies it once and answers the retry with the first reply.
-# Unary calls only: a WatchSession under this retry policy, started as the server stops, can
-# hang for good (grpcio 1.85: its status is UNAVAILABLE but its reads never complete, and
-# cancel() does not end them).
+# Unary calls only, and Watch streams go on a channel of their own with retries off: a stream
+# started as the server stops, on a channel with retries on, can hang for good (grpcio 1.85:
+# its status is UNAVAILABLE but its reads never complete, and cancel() does not end them).
 _RETRIED_METHODS = ("CreateSession", "Apply", "ApplyBatch", "GetSession", "CloseSession")
 _SERVICE_CONFIG = json.dumps(
     {
@@ -76,6 +76,8 @@ class Client:
         self.on_call = on_call
         self._channel = grpc.insecure_channel(self.target, options=[("grpc.service_config", _SERVICE_CONFIG)])
         self._stub = pb_grpc.CalculatorStub(self._channel)
+        self._watch_channel = grpc.insecure_channel(self.target, options=[("grpc.enable_retries", 0)])
+        self._watch_stub = pb_grpc.CalculatorStub(self._watch_channel)
 
     def create(self, value: float = 0.0) -> Session:
         """Open a session holding value."""
@@ -90,6 +92,7 @@ class Client:
     def close(self) -> None:
         """Close the connection; sessions on the server stay open."""
         self._channel.close()
+        self._watch_channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -206,7 +209,7 @@ class Watch:
 
     def __init__(self, client: Client, token: str) -> None:
         self.token = token
-        self._call = client._stub.WatchSession(pb.WatchSessionRequest(token=token))
+        self._call = client._watch_stub.WatchSession(pb.WatchSessionRequest(token=token))
         self._cancelled = False
 
     def __iter__(self) -> Iterator[Update]:

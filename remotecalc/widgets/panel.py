@@ -43,9 +43,9 @@ CLOSED = "closed"
 DISCONNECTED = "disconnected"
 NEEDS_SESSION = "No session: click New session first"
 _STATUS_COLORS = {CONNECTED: "#2e7d32", DISCONNECTED: "#c62828"}
-# Closing the panel waits this long at most for its Watch thread, which a cancel ends at once,
-# except in one grpcio fault: a stream that was starting as its server stopped may never end
-# (its status is set but its reads never complete); such a thread is a daemon, left blocked.
+# Closing the panel waits this long at most for its Watch thread, which a cancel ends at once;
+# the bound guards against a grpcio fault (a stream starting as its server stops that never
+# ends, which the client avoids with a channel without retries): the thread is a daemon.
 _JOIN_TIMEOUT = 2.0
 
 
