@@ -1,7 +1,6 @@
 """remotecalc: a stateful remote calculator over gRPC, to learn and use gRPC from a notebook."""
 
 from .client import CallRecord, Client, Session, Watch, connect
-from .engine import Operator, Snapshot, Step, Update
 from .errors import (
     DeadlineExceeded,
     DivisionByZero,
@@ -21,6 +20,7 @@ from .errors import (
     Unavailable,
     WatcherTooSlow,
 )
+from .model import Operator, Snapshot, Step, Update
 from .server import RunningServer, start_server
 
 __version__ = "0.1.0"

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import grpc
 
-from .engine import Operator, Snapshot, Step, Update
 from .errors import INDEX_KEY, REASON_KEY, RemoteCalcError, SessionNotFound, error_for
+from .model import Operator, Snapshot, Step, Update
 from .v1 import calculator_pb2 as pb
 from .v1 import calculator_pb2_grpc as pb_grpc
 

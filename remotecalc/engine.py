@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import math
 import queue
 import re
@@ -13,7 +12,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
 from operator import itemgetter
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 from .errors import (
     DivisionByZero,
@@ -29,8 +28,9 @@ from .errors import (
     TooManyWatchers,
     WatcherTooSlow,
 )
+from .model import Operator, Snapshot, Step, Update
 
-__all__ = ["FLOAT32_MAX", "Engine", "Operator", "Snapshot", "Step", "Update", "Watcher"]
+__all__ = ["FLOAT32_MAX", "Engine", "Watcher", "check_operand", "compute"]
 
 #: The largest finite value of a 32-bit float, the article contract's number type.
 FLOAT32_MAX = 3.4028234663852886e38
@@ -40,73 +40,8 @@ _REQUEST_ID_MAX = 128
 _T = TypeVar("_T")
 
 
-class Operator(enum.IntEnum):
-    """An arithmetic operator; its values are those of remotecalc.v1's Operator enum."""
-
-    ADD = 1
-    SUBTRACT = 2
-    MULTIPLY = 3
-    DIVIDE = 4
-
-    @property
-    def symbol(self) -> str:
-        """The operator as it is written: + - × ÷."""
-        return _SYMBOLS[self]
-
-    @classmethod
-    def parse(cls, text: str | int | Operator) -> Operator:
-        """The operator for a symbol (+ - * / x ×  ÷), a name (add, ADD) or a value."""
-        if isinstance(text, int):
-            try:
-                return cls(text)
-            except ValueError:
-                raise InvalidOperand(f"unknown operator {text}") from None
-        found = _BY_TEXT.get(text.strip().lower())
-        if found is None:
-            raise InvalidOperand(f"unknown operator {text[:16]!r}")
-        return found
-
-
+# The Operator for each of its values, without Operator(x)'s slower enum call on a hot path.
 _OPERATORS = {int(operator): operator for operator in Operator}
-_SYMBOLS = {Operator.ADD: "+", Operator.SUBTRACT: "-", Operator.MULTIPLY: "×", Operator.DIVIDE: "÷"}
-_BY_TEXT = {
-    **{op.name.lower(): op for op in Operator},
-    "+": Operator.ADD,
-    "-": Operator.SUBTRACT,
-    "*": Operator.MULTIPLY,
-    "x": Operator.MULTIPLY,
-    "×": Operator.MULTIPLY,
-    "/": Operator.DIVIDE,
-    "÷": Operator.DIVIDE,
-}
-
-
-class Step(NamedTuple):
-    """One applied operation: its number in the session, what it did and the result."""
-
-    number: int
-    operator: Operator
-    operand: float
-    result: float
-
-
-class Snapshot(NamedTuple):
-    """A session as it is: value, how many steps, and the most recent steps."""
-
-    token: str
-    value: float
-    step_count: int
-    history: tuple[Step, ...]
-
-
-class Update(NamedTuple):
-    """What a watcher receives: the state after a change and the steps it applied."""
-
-    token: str
-    value: float
-    step_count: int
-    steps: tuple[Step, ...]
-    closed: bool
 
 
 def check_operand(value: float, what: str = "operand") -> None:

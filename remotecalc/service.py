@@ -13,8 +13,9 @@ from typing import Any
 import grpc
 
 from .article import calc_pb2, calc_pb2_grpc
-from .engine import FLOAT32_MAX, Engine, Operator, Snapshot, Step, Update
+from .engine import FLOAT32_MAX, Engine
 from .errors import INDEX_KEY, REASON_KEY, InternalError, RemoteCalcError
+from .model import Operator, Snapshot, Step, Update
 from .v1 import calculator_pb2 as pb
 from .v1 import calculator_pb2_grpc as pb_grpc
 

@@ -15,7 +15,7 @@ from contracts import ArticleCalls, V1Calls, reason_of, rpc_error, trailing
 
 import remotecalc
 from remotecalc import Client, DivisionByZero, InvalidOperand, OutOfRange, RunningServer, Step
-from remotecalc.engine import Operator
+from remotecalc.model import Operator
 from remotecalc.v1 import calculator_pb2 as pb
 
 ADD, SUBTRACT, MULTIPLY, DIVIDE = Operator.ADD, Operator.SUBTRACT, Operator.MULTIPLY, Operator.DIVIDE

@@ -11,7 +11,7 @@ import pytest
 
 import remotecalc
 from remotecalc import Client, RunningServer
-from remotecalc.engine import Operator, Step
+from remotecalc.model import Operator, Step
 from remotecalc.widgets import CalculatorPanel, format_number
 from remotecalc.widgets.view import SessionView
 

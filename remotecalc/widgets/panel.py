@@ -20,8 +20,8 @@ from typing import Any
 import ipywidgets as widgets  # type: ignore[import-untyped]
 
 from ..client import DEFAULT_TIMEOUT, CallRecord, Client, Session, Watch
-from ..engine import Operator, Update
 from ..errors import DeadlineExceeded, RemoteCalcError, SessionNotFound, Unavailable
+from ..model import Operator, Update
 from ..server import RunningServer, start_server
 from . import render
 from .chart import draw_chart, make_chart

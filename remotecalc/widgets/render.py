@@ -6,8 +6,8 @@ import html
 from collections.abc import Iterable, Sequence
 
 from ..client import CallRecord
-from ..engine import Step
 from ..errors import DeadlineExceeded, RemoteCalcError, ServerStopping, Unavailable
+from ..model import Step
 
 __all__ = ["STYLESHEET", "error_text", "format_number", "history_html", "log_html", "short_token"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..engine import Step
+from ..model import Step
 
 __all__ = ["SessionView"]
 
