@@ -258,8 +258,6 @@ class Engine:
         if request_id:
             return self._requests.once(request_id, ("create", value), lambda: self.create(value))
         check_operand(value, "initial value")
-        if self._stopping:
-            raise ServerStopping("the server is stopping")
         now = self._clock()
         with self._create_lock:
             if len(self._sessions) >= self.max_sessions:
@@ -368,6 +366,8 @@ class Engine:
 
         watcher = Watcher(self.watch_backlog, detach)
         with self._watchers_lock:
+            if self._stopping:
+                raise ServerStopping("the server is stopping")
             if len(self._watchers) >= self.max_watchers:
                 raise TooManyWatchers(f"too many open watches (the limit is {self.max_watchers})")
             self._watchers.add(watcher)
@@ -394,21 +394,18 @@ class Engine:
         return expired
 
     def shutdown(self) -> None:
-        """Refuse new work and end every watch with ServerStopping."""
-        self._stopping = True
-        for session in list(self._sessions.values()):
-            with session.lock:
-                for watcher in session.watchers or ():
-                    watcher._end(ServerStopping("the server is stopping"))
-                session.watchers = None
+        """End every watch with ServerStopping and refuse new ones; other calls in flight still finish."""
+        with self._watchers_lock:
+            self._stopping = True
+            watchers = list(self._watchers)
+        for watcher in watchers:
+            watcher._end(ServerStopping("the server is stopping"))
 
     # -- internals --------------------------------------------------------------------
 
     def _session(self, token: str, now: float) -> _Session:
         session = self._sessions.get(token)
         if session is None:
-            if self._stopping:
-                raise ServerStopping("the server is stopping")
             _check_token(token)
             raise SessionNotFound("no live session has this token: it was closed, expired or never made")
         if now - session.last_used > self.idle_timeout:
@@ -421,8 +418,6 @@ class Engine:
     def _check_open(self, session: _Session) -> None:
         if session.closed:
             raise SessionNotFound("the session was closed")
-        if self._stopping:
-            raise ServerStopping("the server is stopping")
 
     def _record(self, session: _Session, steps: Iterable[Step]) -> None:
         if session.history is None:

@@ -6,6 +6,7 @@ import functools
 import math
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -207,20 +208,68 @@ def test_a_call_after_stop_is_unavailable(server: RunningServer, contract: str) 
         assert error.code() is UNAVAILABLE
 
 
-def test_the_engine_refuses_work_once_the_server_is_stopping(server: RunningServer) -> None:
+def test_once_the_server_is_stopping_new_watches_are_refused_and_other_calls_finish(server: RunningServer) -> None:
     with grpc.insecure_channel(server.address) as channel:
         token = V1Calls(channel).create(1)
-    server.engine.shutdown()  # what stop() does once the transport no longer takes calls
+    server.engine.shutdown()  # what stop() does once the transport no longer takes new calls
     with grpc.insecure_channel(server.address) as channel:
-        for call in (
-            lambda: V1Calls(channel).create(1),
-            lambda: V1Calls(channel).apply(token, "+", 1),
-            lambda: ArticleCalls(channel).apply(token, "+", 1),
-            lambda: next(V1Calls(channel).stub.WatchSession(pb.WatchSessionRequest(token=token))),
-        ):
-            error = rpc_error(call)
-            assert error.code() is UNAVAILABLE, error.details()
-            assert reason_of(error) == "SERVER_STOPPING"
+        error = rpc_error(lambda: next(V1Calls(channel).stub.WatchSession(pb.WatchSessionRequest(token=token))))
+        assert error.code() is UNAVAILABLE, error.details()
+        assert reason_of(error) == "SERVER_STOPPING"
+        # Anything else that reaches the engine now was already in flight: it completes.
+        assert V1Calls(channel).apply(token, "+", 1) == 2
+        assert ArticleCalls(channel).apply(token, "+", 1) == 3
+        assert V1Calls(channel).close(V1Calls(channel).create(5)) == 5
+
+
+class _GateClock:
+    """A clock that, once armed, holds the next call that reads it until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def __call__(self) -> float:
+        if self.armed:
+            self.armed = False
+            self.entered.set()
+            self.gate.wait(timeout=30)
+        return 1_000.0
+
+
+def _first_refusal(address: str) -> grpc.RpcError:
+    """Make new calls until the server refuses one (stop() has begun), within a bounded time."""
+    deadline = time.monotonic() + 10
+    with grpc.insecure_channel(address) as channel:
+        while time.monotonic() < deadline:
+            try:
+                V1Calls(channel).create(1)
+            except grpc.RpcError as error:
+                return error
+    raise AssertionError("the server still took new calls 10 s after stop() began")
+
+
+def test_a_call_in_flight_when_stop_begins_finishes_within_the_grace_period() -> None:
+    clock = _GateClock()
+    server = start_server(port=0, clock=clock)
+    with grpc.insecure_channel(server.address) as channel:
+        v1 = V1Calls(channel)
+        token = v1.create(1)
+        clock.armed = True
+        results: list[float] = []
+        adder = threading.Thread(target=lambda: results.append(v1.apply(token, "+", 41)))
+        adder.start()
+        assert clock.entered.wait(timeout=10), "the Add never reached the engine"
+        stopper = threading.Thread(target=server.stop, kwargs={"grace": 10.0})
+        stopper.start()
+        # gRPC's core cancels a call that arrives in the very instant it starts shutting down.
+        assert _first_refusal(server.address).code() in (UNAVAILABLE, grpc.StatusCode.CANCELLED)
+        clock.gate.set()
+        adder.join(timeout=10)
+        stopper.join(timeout=30)
+    assert results == [42]
+    assert not server.running
 
 
 def test_an_unset_or_unknown_operator_is_invalid_argument(server: RunningServer) -> None:
