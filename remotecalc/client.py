@@ -170,7 +170,8 @@ class Session:
         """The session's value, step count and recent steps, read without changing it."""
         request = pb.GetSessionRequest(token=self.token)
         session = self.client._call("GetSession", request, f"token={self.token[:6]}…").session
-        return Snapshot(session.token, session.value, session.step_count, tuple(_step(s) for s in session.history))
+        history = tuple(_step(s) for s in session.history)
+        return Snapshot(session.token, session.value, session.step_count, history, session.initial_value)
 
     def value(self) -> float:
         """The session's current value."""

@@ -157,10 +157,11 @@ class Watcher:
 
 
 class _Session:
-    __slots__ = ("closed", "history", "last_used", "lock", "step_count", "value", "watchers")
+    __slots__ = ("closed", "history", "initial_value", "last_used", "lock", "step_count", "value", "watchers")
 
     def __init__(self, value: float, now: float) -> None:
         self.value = value
+        self.initial_value = value
         self.step_count = 0
         self.last_used = now
         self.lock = threading.Lock()
@@ -339,7 +340,7 @@ class Engine:
         with session.lock:
             self._check_open(session)
             history = tuple(session.history) if session.history else ()
-            return Snapshot(token, session.value, session.step_count, history)
+            return Snapshot(token, session.value, session.step_count, history, session.initial_value)
 
     def close(self, token: str, *, limit: float = math.inf, request_id: str = "") -> tuple[float, int]:
         """Close the session and return its final value and step count."""

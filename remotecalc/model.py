@@ -60,12 +60,13 @@ class Step(NamedTuple):
 
 
 class Snapshot(NamedTuple):
-    """A session as it is: value, how many steps, and the most recent steps."""
+    """A session as it is: value, how many steps, the most recent steps and the value it started with."""
 
     token: str
     value: float
     step_count: int
     history: tuple[Step, ...]
+    initial_value: float = 0.0
 
 
 class Update(NamedTuple):

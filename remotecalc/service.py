@@ -72,7 +72,9 @@ class CalculatorV1(pb_grpc.CalculatorServicer):
 
     def CreateSession(self, request: pb.CreateSessionRequest, context: Any) -> pb.CreateSessionResponse:
         token = self._engine.create(request.value, request_id=request.request_id)
-        return pb.CreateSessionResponse(session=pb.Session(token=token, value=request.value))
+        return pb.CreateSessionResponse(
+            session=pb.Session(token=token, value=request.value, initial_value=request.value)
+        )
 
     def Apply(self, request: pb.ApplyRequest, context: Any) -> pb.ApplyResponse:
         operation = request.operation
@@ -116,6 +118,7 @@ def session_message(snapshot: Snapshot) -> pb.Session:
         value=snapshot.value,
         step_count=snapshot.step_count,
         history=[step_message(step) for step in snapshot.history],
+        initial_value=snapshot.initial_value,
     )
 
 

@@ -256,7 +256,7 @@ def test_a_batch_fails_at_the_first_step_that_overflows_even_if_later_steps_woul
         engine.apply_many(token, operations)
     assert raised.value.index == index
     assert raised.value.message.startswith(f"operation {index}: ")
-    assert engine.snapshot(token) == (token, 1e308, 0, ())
+    assert engine.snapshot(token) == (token, 1e308, 0, (), 1e308)
 
 
 def test_a_watcher_that_falls_too_far_behind_is_ended() -> None:

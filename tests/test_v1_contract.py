@@ -254,3 +254,11 @@ def test_a_request_id_reused_for_a_different_request_is_invalid(channel: grpc.Ch
         assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error.details()
         assert reason_of(error) == "REQUEST_ID_REUSED"
     assert v1.read(token)[:2] == (2, 1)
+
+
+def test_a_session_remembers_the_value_it_started_with(client: Client) -> None:
+    """GetSession carries the initial value, so a reader that attaches late can draw step 0."""
+    session = client.create(2.5)
+    session.apply_many([("+", 1), ("*", 4)])
+    state = session.state()
+    assert (state.initial_value, state.value, state.step_count) == (2.5, 14.0, 2)

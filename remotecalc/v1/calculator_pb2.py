@@ -24,45 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eremotecalc/v1/calculator.proto\x12\rremotecalc.v1\"G\n\tOperation\x12)\n\x08operator\x18\x01 \x01(\x0e\x32\x17.remotecalc.v1.Operator\x12\x0f\n\x07operand\x18\x02 \x01(\x01\"b\n\x04Step\x12\x0e\n\x06number\x18\x01 \x01(\x04\x12)\n\x08operator\x18\x02 \x01(\x0e\x32\x17.remotecalc.v1.Operator\x12\x0f\n\x07operand\x18\x03 \x01(\x01\x12\x0e\n\x06result\x18\x04 \x01(\x01\"a\n\x07Session\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x12\n\nstep_count\x18\x03 \x01(\x04\x12$\n\x07history\x18\x04 \x03(\x0b\x32\x13.remotecalc.v1.Step\"9\n\x14\x43reateSessionRequest\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x15\x43reateSessionResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.remotecalc.v1.Session\"^\n\x0c\x41pplyRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12+\n\toperation\x18\x02 \x01(\x0b\x32\x18.remotecalc.v1.Operation\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"A\n\rApplyResponse\x12\r\n\x05value\x18\x01 \x01(\x01\x12!\n\x04step\x18\x02 \x01(\x0b\x32\x13.remotecalc.v1.Step\"d\n\x11\x41pplyBatchRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12,\n\noperations\x18\x02 \x03(\x0b\x32\x18.remotecalc.v1.Operation\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"7\n\x12\x41pplyBatchResponse\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x12\n\nstep_count\x18\x02 \x01(\x04\"\"\n\x11GetSessionRequest\x12\r\n\x05token\x18\x01 \x01(\t\"=\n\x12GetSessionResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.remotecalc.v1.Session\"8\n\x13\x43loseSessionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"9\n\x14\x43loseSessionResponse\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x12\n\nstep_count\x18\x02 \x01(\x04\"$\n\x13WatchSessionRequest\x12\r\n\x05token\x18\x01 \x01(\t\"|\n\x14WatchSessionResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x12\n\nstep_count\x18\x03 \x01(\x04\x12\"\n\x05steps\x18\x04 \x03(\x0b\x32\x13.remotecalc.v1.Step\x12\x0e\n\x06\x63losed\x18\x05 \x01(\x08*y\n\x08Operator\x12\x18\n\x14OPERATOR_UNSPECIFIED\x10\x00\x12\x10\n\x0cOPERATOR_ADD\x10\x01\x12\x15\n\x11OPERATOR_SUBTRACT\x10\x02\x12\x15\n\x11OPERATOR_MULTIPLY\x10\x03\x12\x13\n\x0fOPERATOR_DIVIDE\x10\x04\x32\x86\x04\n\nCalculator\x12Z\n\rCreateSession\x12#.remotecalc.v1.CreateSessionRequest\x1a$.remotecalc.v1.CreateSessionResponse\x12\x42\n\x05\x41pply\x12\x1b.remotecalc.v1.ApplyRequest\x1a\x1c.remotecalc.v1.ApplyResponse\x12Q\n\nApplyBatch\x12 .remotecalc.v1.ApplyBatchRequest\x1a!.remotecalc.v1.ApplyBatchResponse\x12Q\n\nGetSession\x12 .remotecalc.v1.GetSessionRequest\x1a!.remotecalc.v1.GetSessionResponse\x12W\n\x0c\x43loseSession\x12\".remotecalc.v1.CloseSessionRequest\x1a#.remotecalc.v1.CloseSessionResponse\x12Y\n\x0cWatchSession\x12\".remotecalc.v1.WatchSessionRequest\x1a#.remotecalc.v1.WatchSessionResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eremotecalc/v1/calculator.proto\x12\rremotecalc.v1\"G\n\tOperation\x12)\n\x08operator\x18\x01 \x01(\x0e\x32\x17.remotecalc.v1.Operator\x12\x0f\n\x07operand\x18\x02 \x01(\x01\"b\n\x04Step\x12\x0e\n\x06number\x18\x01 \x01(\x04\x12)\n\x08operator\x18\x02 \x01(\x0e\x32\x17.remotecalc.v1.Operator\x12\x0f\n\x07operand\x18\x03 \x01(\x01\x12\x0e\n\x06result\x18\x04 \x01(\x01\"x\n\x07Session\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x12\n\nstep_count\x18\x03 \x01(\x04\x12$\n\x07history\x18\x04 \x03(\x0b\x32\x13.remotecalc.v1.Step\x12\x15\n\rinitial_value\x18\x05 \x01(\x01\"9\n\x14\x43reateSessionRequest\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x15\x43reateSessionResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.remotecalc.v1.Session\"^\n\x0c\x41pplyRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12+\n\toperation\x18\x02 \x01(\x0b\x32\x18.remotecalc.v1.Operation\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"A\n\rApplyResponse\x12\r\n\x05value\x18\x01 \x01(\x01\x12!\n\x04step\x18\x02 \x01(\x0b\x32\x13.remotecalc.v1.Step\"d\n\x11\x41pplyBatchRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12,\n\noperations\x18\x02 \x03(\x0b\x32\x18.remotecalc.v1.Operation\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"7\n\x12\x41pplyBatchResponse\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x12\n\nstep_count\x18\x02 \x01(\x04\"\"\n\x11GetSessionRequest\x12\r\n\x05token\x18\x01 \x01(\t\"=\n\x12GetSessionResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.remotecalc.v1.Session\"8\n\x13\x43loseSessionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"9\n\x14\x43loseSessionResponse\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x12\n\nstep_count\x18\x02 \x01(\x04\"$\n\x13WatchSessionRequest\x12\r\n\x05token\x18\x01 \x01(\t\"|\n\x14WatchSessionResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x12\n\nstep_count\x18\x03 \x01(\x04\x12\"\n\x05steps\x18\x04 \x03(\x0b\x32\x13.remotecalc.v1.Step\x12\x0e\n\x06\x63losed\x18\x05 \x01(\x08*y\n\x08Operator\x12\x18\n\x14OPERATOR_UNSPECIFIED\x10\x00\x12\x10\n\x0cOPERATOR_ADD\x10\x01\x12\x15\n\x11OPERATOR_SUBTRACT\x10\x02\x12\x15\n\x11OPERATOR_MULTIPLY\x10\x03\x12\x13\n\x0fOPERATOR_DIVIDE\x10\x04\x32\x86\x04\n\nCalculator\x12Z\n\rCreateSession\x12#.remotecalc.v1.CreateSessionRequest\x1a$.remotecalc.v1.CreateSessionResponse\x12\x42\n\x05\x41pply\x12\x1b.remotecalc.v1.ApplyRequest\x1a\x1c.remotecalc.v1.ApplyResponse\x12Q\n\nApplyBatch\x12 .remotecalc.v1.ApplyBatchRequest\x1a!.remotecalc.v1.ApplyBatchResponse\x12Q\n\nGetSession\x12 .remotecalc.v1.GetSessionRequest\x1a!.remotecalc.v1.GetSessionResponse\x12W\n\x0c\x43loseSession\x12\".remotecalc.v1.CloseSessionRequest\x1a#.remotecalc.v1.CloseSessionResponse\x12Y\n\x0cWatchSession\x12\".remotecalc.v1.WatchSessionRequest\x1a#.remotecalc.v1.WatchSessionResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'remotecalc.v1.calculator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPERATOR']._serialized_start=1148
-  _globals['_OPERATOR']._serialized_end=1269
+  _globals['_OPERATOR']._serialized_start=1171
+  _globals['_OPERATOR']._serialized_end=1292
   _globals['_OPERATION']._serialized_start=49
   _globals['_OPERATION']._serialized_end=120
   _globals['_STEP']._serialized_start=122
   _globals['_STEP']._serialized_end=220
   _globals['_SESSION']._serialized_start=222
-  _globals['_SESSION']._serialized_end=319
-  _globals['_CREATESESSIONREQUEST']._serialized_start=321
-  _globals['_CREATESESSIONREQUEST']._serialized_end=378
-  _globals['_CREATESESSIONRESPONSE']._serialized_start=380
-  _globals['_CREATESESSIONRESPONSE']._serialized_end=444
-  _globals['_APPLYREQUEST']._serialized_start=446
-  _globals['_APPLYREQUEST']._serialized_end=540
-  _globals['_APPLYRESPONSE']._serialized_start=542
-  _globals['_APPLYRESPONSE']._serialized_end=607
-  _globals['_APPLYBATCHREQUEST']._serialized_start=609
-  _globals['_APPLYBATCHREQUEST']._serialized_end=709
-  _globals['_APPLYBATCHRESPONSE']._serialized_start=711
-  _globals['_APPLYBATCHRESPONSE']._serialized_end=766
-  _globals['_GETSESSIONREQUEST']._serialized_start=768
-  _globals['_GETSESSIONREQUEST']._serialized_end=802
-  _globals['_GETSESSIONRESPONSE']._serialized_start=804
-  _globals['_GETSESSIONRESPONSE']._serialized_end=865
-  _globals['_CLOSESESSIONREQUEST']._serialized_start=867
-  _globals['_CLOSESESSIONREQUEST']._serialized_end=923
-  _globals['_CLOSESESSIONRESPONSE']._serialized_start=925
-  _globals['_CLOSESESSIONRESPONSE']._serialized_end=982
-  _globals['_WATCHSESSIONREQUEST']._serialized_start=984
-  _globals['_WATCHSESSIONREQUEST']._serialized_end=1020
-  _globals['_WATCHSESSIONRESPONSE']._serialized_start=1022
-  _globals['_WATCHSESSIONRESPONSE']._serialized_end=1146
-  _globals['_CALCULATOR']._serialized_start=1272
-  _globals['_CALCULATOR']._serialized_end=1790
+  _globals['_SESSION']._serialized_end=342
+  _globals['_CREATESESSIONREQUEST']._serialized_start=344
+  _globals['_CREATESESSIONREQUEST']._serialized_end=401
+  _globals['_CREATESESSIONRESPONSE']._serialized_start=403
+  _globals['_CREATESESSIONRESPONSE']._serialized_end=467
+  _globals['_APPLYREQUEST']._serialized_start=469
+  _globals['_APPLYREQUEST']._serialized_end=563
+  _globals['_APPLYRESPONSE']._serialized_start=565
+  _globals['_APPLYRESPONSE']._serialized_end=630
+  _globals['_APPLYBATCHREQUEST']._serialized_start=632
+  _globals['_APPLYBATCHREQUEST']._serialized_end=732
+  _globals['_APPLYBATCHRESPONSE']._serialized_start=734
+  _globals['_APPLYBATCHRESPONSE']._serialized_end=789
+  _globals['_GETSESSIONREQUEST']._serialized_start=791
+  _globals['_GETSESSIONREQUEST']._serialized_end=825
+  _globals['_GETSESSIONRESPONSE']._serialized_start=827
+  _globals['_GETSESSIONRESPONSE']._serialized_end=888
+  _globals['_CLOSESESSIONREQUEST']._serialized_start=890
+  _globals['_CLOSESESSIONREQUEST']._serialized_end=946
+  _globals['_CLOSESESSIONRESPONSE']._serialized_start=948
+  _globals['_CLOSESESSIONRESPONSE']._serialized_end=1005
+  _globals['_WATCHSESSIONREQUEST']._serialized_start=1007
+  _globals['_WATCHSESSIONREQUEST']._serialized_end=1043
+  _globals['_WATCHSESSIONRESPONSE']._serialized_start=1045
+  _globals['_WATCHSESSIONRESPONSE']._serialized_end=1169
+  _globals['_CALCULATOR']._serialized_start=1295
+  _globals['_CALCULATOR']._serialized_end=1813
 # @@protoc_insertion_point(module_scope)

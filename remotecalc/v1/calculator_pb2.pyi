@@ -142,12 +142,15 @@ class Session(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     STEP_COUNT_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
+    INITIAL_VALUE_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """The session's token: 22 URL-safe base64 characters, 128 random bits."""
     value: _builtins.float
     """The current value."""
     step_count: _builtins.int
     """How many operations were applied since the session was created."""
+    initial_value: _builtins.float
+    """The value the session was created with: the value before step 1."""
     @_builtins.property
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___Step]:
         """The most recent steps, oldest first; the server keeps at most its history limit
@@ -161,10 +164,11 @@ class Session(_message.Message):
         value: _builtins.float = ...,
         step_count: _builtins.int = ...,
         history: _abc.Iterable[Global___Step] | None = ...,
+        initial_value: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "step_count", b"step_count", "token", b"token", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "initial_value", b"initial_value", "step_count", b"step_count", "token", b"token", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
