@@ -22,6 +22,16 @@ if __package__ in (None, ""):
     # Run as a script: make the repository's root importable, as `python -m benchmarks.run` does.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+try:
+    import grpc  # noqa: F401
+
+    import remotecalc  # noqa: F401
+except ImportError as missing:
+    raise SystemExit(
+        f"benchmarks/run.py needs remotecalc and its test extra in this Python ({sys.executable}): {missing}.\n"
+        "Run it with the virtual environment's Python: .venv/bin/python benchmarks/run.py"
+    ) from None
+
 from benchmarks.measure import BATCH_SIZES
 from benchmarks.processes import Child, start_server_process, start_worker_process
 from benchmarks.servers import KINDS
@@ -38,6 +48,11 @@ FULL = {"cycles": 20, "slice": 0.4, "rounds": 3, "batch": 1.5, "watch": 2.0, "em
 FULL |= {"sessions": 1_000_000, "session_rounds": 10, "session_apply": 1.0}
 
 _T = TypeVar("_T")
+
+
+def progress(message: str) -> None:
+    """Say on stderr which part runs and how far it is, so that a long run shows it is alive."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def _rotated(items: Sequence[_T], by: int) -> list[_T]:
@@ -66,6 +81,7 @@ def unary_and_more(worker: Child, settings: dict[str, Any]) -> dict[str, Any]:
         embedded: dict[str, list[dict[str, Any]]] = defaultdict(list)
         servers = [(kind, core) for core in CORES for kind in KINDS]
         for cycle in range(settings["cycles"]):
+            progress(f"part 1, unary calls: cycle {cycle + 1} of {settings['cycles']}")
             for threads in (1, 4):
                 for kind, core in _rotated(servers, cycle):
                     result = worker.ask(
@@ -73,6 +89,7 @@ def unary_and_more(worker: Child, settings: dict[str, Any]) -> dict[str, Any]:
                     )
                     unary[kind, core, threads].append(result)
         for number in range(settings["rounds"]):
+            progress(f"parts 2, 3 and 5, batches, watch and embedded: round {number + 1} of {settings['rounds']}")
             for core in _rotated(CORES, number):
                 address = addresses["remotecalc", core]
                 applies[core].append(worker.ask("apply", address=address, seconds=settings["apply"]))
@@ -126,12 +143,14 @@ def unary_and_more(worker: Child, settings: dict[str, Any]) -> dict[str, Any]:
 def sessions(worker: Child, settings: dict[str, Any]) -> dict[str, Any]:
     """Part 4: RSS per live session, and Apply calls per second beside 1 and beside N live sessions."""
     count = settings["sessions"]
+    progress(f"part 4, sessions: opening {count:,} sessions")
     few = start_server_process("remotecalc", DEFAULT_CORE, sessions=0)
     many = start_server_process("remotecalc", DEFAULT_CORE, sessions=count)
     try:
         few_report, many_report = few.read(), many.read()
         rates: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for number in range(settings["session_rounds"]):
+            progress(f"part 4, Apply beside {count:,} sessions: round {number + 1} of {settings['session_rounds']}")
             for name in _rotated(("few", "many"), number):
                 address = (few_report if name == "few" else many_report)["address"]
                 rates[name].append(worker.ask("apply", address=address, seconds=settings["session_apply"]))
@@ -178,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = dict(QUICK if args.quick else FULL)
     started = time.perf_counter()
+    progress("starting the servers and the load generator (a full run takes about four minutes)")
     worker = start_worker_process()
     try:
         results: dict[str, Any] = {"settings": {"quick": args.quick, "default_core": DEFAULT_CORE, **settings}}

@@ -26,8 +26,8 @@ PARTS = (
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
-    """The table and the JSON of one `--quick` run, shared by this module's tests."""
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any], str]:
+    """The table, the JSON and the progress lines of one `--quick` run, shared by this module's tests."""
     path = tmp_path_factory.mktemp("benchmark") / "results.json"
     finished = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json", str(path)],
@@ -37,11 +37,11 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
         timeout=110,
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
-    return finished.stdout, json.loads(path.read_text())
+    return finished.stdout, json.loads(path.read_text()), finished.stderr
 
 
-def test_the_table_has_every_part(quick_run: tuple[str, dict[str, Any]]) -> None:
-    table, _ = quick_run
+def test_the_table_has_every_part(quick_run: tuple[str, dict[str, Any], str]) -> None:
+    table, _, _ = quick_run
     for part in PARTS:
         assert part in table
     for server in ("remotecalc", "baseline", "floor"):
@@ -49,9 +49,9 @@ def test_the_table_has_every_part(quick_run: tuple[str, dict[str, Any]]) -> None
 
 
 def test_unary_measures_every_server_on_both_cores_with_1_and_4_threads(
-    quick_run: tuple[str, dict[str, Any]],
+    quick_run: tuple[str, dict[str, Any], str],
 ) -> None:
-    _, results = quick_run
+    _, results, _ = quick_run
     measured = {(row["server"], row["core"], row["threads"]) for row in results["unary"]}
     assert measured == {(s, c, t) for s in ("remotecalc", "baseline", "floor") for c in ("sync", "aio") for t in (1, 4)}
     for row in results["unary"]:
@@ -62,8 +62,8 @@ def test_unary_measures_every_server_on_both_cores_with_1_and_4_threads(
             assert row["vs_baseline"] == 1.0
 
 
-def test_batches_watch_embedded_and_cores_have_positive_rates(quick_run: tuple[str, dict[str, Any]]) -> None:
-    _, results = quick_run
+def test_batches_watch_embedded_and_cores_have_positive_rates(quick_run: tuple[str, dict[str, Any], str]) -> None:
+    _, results, _ = quick_run
     assert {(row["core"], row["batch_size"]) for row in results["batches"]} == {
         (core, size) for core in ("sync", "aio") for size in (1, 10, 100, 1_000, 10_000)
     }
@@ -79,8 +79,8 @@ def test_batches_watch_embedded_and_cores_have_positive_rates(quick_run: tuple[s
     assert all(row["sync"] > 0 and row["aio"] > 0 for row in results["cores"])
 
 
-def test_sessions_are_counted_in_the_server_that_holds_them(quick_run: tuple[str, dict[str, Any]]) -> None:
-    _, results = quick_run
+def test_sessions_are_counted_in_the_server_that_holds_them(quick_run: tuple[str, dict[str, Any], str]) -> None:
+    _, results, _ = quick_run
     sessions = results["sessions"]
     assert sessions["live_sessions"] >= results["settings"]["sessions"]
     assert "Engine.create" in sessions["how"]
@@ -89,11 +89,32 @@ def test_sessions_are_counted_in_the_server_that_holds_them(quick_run: tuple[str
     assert sessions["apply_per_s_one"] > 0 and sessions["apply_per_s_many"] > 0
 
 
-def test_every_goal_is_reported_with_its_verdict(quick_run: tuple[str, dict[str, Any]]) -> None:
-    _, results = quick_run
+def test_every_goal_is_reported_with_its_verdict(quick_run: tuple[str, dict[str, Any], str]) -> None:
+    _, results, _ = quick_run
     goals = results["goals"]
     assert len(goals) == 8
     assert all(isinstance(goal["met"], bool) and goal["value"] > 0 for goal in goals)
+
+
+def test_a_run_says_which_part_runs_while_it_runs(quick_run: tuple[str, dict[str, Any], str]) -> None:
+    _, _, progress = quick_run
+    for part in ("part 1, unary calls: cycle 1 of 1", "parts 2, 3 and 5", "part 4, sessions: opening"):
+        assert part in progress
+    assert "Traceback" not in progress
+
+
+def test_run_outside_the_virtual_environment_says_which_python_to_use() -> None:
+    # -S leaves site-packages out, as a system Python without remotecalc installed would.
+    finished = subprocess.run(
+        [sys.executable, "-S", str(ROOT / "benchmarks" / "run.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 1
+    assert ".venv/bin/python benchmarks/run.py" in finished.stderr
+    assert "Traceback" not in finished.stderr
 
 
 def test_a_notebook_in_notebooks_imports_the_measurements_it_charts() -> None:
