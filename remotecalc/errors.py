@@ -191,9 +191,13 @@ class RequestLogFull(ResourceExhausted):
 
 
 class CallerGone(RemoteCalcError):
-    """The caller cancelled or its deadline passed before the change was made, so nothing was changed."""
+    """The caller cancelled or its deadline passed before the change was made, so nothing was changed.
 
-    code_name = "CANCELLED"
+    It travels as DEADLINE_EXCEEDED: a cancelled caller hears nothing, and a caller whose deadline the
+    server saw pass first (its clock runs a hair ahead) gets the code its own clock would have given.
+    """
+
+    code_name = "DEADLINE_EXCEEDED"
     reason = "CALLER_GONE"
 
 
