@@ -168,6 +168,7 @@ class Watcher:
         )
         # A fresh queue holding only the end frees the unread updates at once.
         stale, self._queue = self._queue, queue.SimpleQueue()
+        self._pushed = self._taken
         self._queue.put(self._END)
         stale.put(self._END)
 
