@@ -33,10 +33,12 @@ __all__ = [
 DEFAULT_REQUEST_WINDOW = 120.0
 #: How far ahead of the server's clock a UUIDv7 id may be dated (client clocks drift).
 DEFAULT_SKEW = 10.0
-#: How many request ids the log holds at most; beyond it new ids are refused (RESOURCE_EXHAUSTED).
-DEFAULT_MAX_REQUESTS = 1_000_000
+#: How many request ids the log holds at most, about 430 bytes each (some 215 MB in all); beyond it a
+#: new id is refused with RESOURCE_EXHAUSTED, which keeps every promise (evicting one would not).
+DEFAULT_MAX_REQUESTS = 500_000
 
 _T = TypeVar("_T")
+_FORGET_CHUNK = 1000
 _HEX = frozenset("0123456789abcdefABCDEF")
 _APPLY = struct.Struct("<Bqdd")
 _CLOSE = struct.Struct("<Bd")
@@ -198,14 +200,21 @@ class RequestLog:
 
     def forget_expired(self) -> int:
         """Drop the entries no retry can reach any more; return how many. Costs O(dropped)."""
-        with self._lock:
-            return self._forget(self.now())
+        dropped = 0
+        while True:
+            # In chunks, letting go of the lock between them, so that no call waits long on it.
+            with self._lock:
+                some = self._forget(self.now(), most=_FORGET_CHUNK)
+            dropped += some
+            if some < _FORGET_CHUNK:
+                return dropped
+            time.sleep(0)
 
-    def _forget(self, now: float) -> int:
+    def _forget(self, now: float, most: int | None = None) -> int:
         order = self._order
         entries = self._entries
         dropped = 0
-        while order and order[0].forget_after < now:
+        while order and order[0].forget_after < now and (most is None or dropped < most):
             entry = order.popleft()
             if entry.busy is not None:
                 # Still running after the whole window: keep it until it ends.
