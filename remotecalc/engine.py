@@ -499,6 +499,7 @@ class Engine:
                     if now - session.last_used <= self.idle_timeout:
                         break
                     if session.closed:
+                        sessions.pop(token, None)
                         continue
                     self._end(token, session)
                     expired += 1
