@@ -24,6 +24,7 @@ __all__ = [
     "batch_request",
     "channel",
     "close_channels",
+    "measure_apply_latency",
     "measure_apply_rate",
     "measure_batches",
     "measure_sequence",
@@ -138,6 +139,26 @@ def measure_apply_rate(address: str, seconds: float) -> dict[str, float]:
     elapsed = time.perf_counter() - started
     stub.CloseSession(pb.CloseSessionRequest(token=token), timeout=10)
     return _rates(len(latencies), elapsed, latencies)
+
+
+def measure_apply_latency(address: str, seconds: float) -> dict[str, float]:
+    """Each remotecalc.v1 Apply's latency for `seconds`, one thread: the tail, p99 and max, included."""
+    stub = pb_grpc.CalculatorStub(channel(address))
+    token = stub.CreateSession(pb.CreateSessionRequest(value=1.0), timeout=10).session.token
+    requests = [pb.ApplyRequest(token=token, operation=pb.Operation(operator=o, operand=v)) for o, v in _CYCLE]
+    latencies: list[float] = []
+    clock = time.perf_counter
+    started = clock()
+    while True:
+        call_started = clock()
+        stub.Apply(requests[len(latencies) % 4], timeout=10)
+        now = clock()
+        latencies.append((now - call_started) * 1000)
+        if now - started >= seconds:
+            break
+    elapsed = clock() - started
+    stub.CloseSession(pb.CloseSessionRequest(token=token), timeout=10)
+    return {**_rates(len(latencies), elapsed, latencies), "max_ms": max(latencies)}
 
 
 def measure_sequence(address: str, threads: int, seconds: float) -> dict[str, float]:

@@ -58,9 +58,10 @@ class Child:
             self.process.wait()
 
 
-def start_server_process(kind: str, core: str, sessions: int = 0) -> Child:
+def start_server_process(kind: str, core: str, sessions: int = 0, expire_after: float | None = None) -> Child:
     """A server of one kind in its own process; read() gives its address once it serves."""
-    return Child("benchmarks.servers", "--kind", kind, "--core", core, "--sessions", str(sessions))
+    more = () if expire_after is None else ("--expire-after", str(expire_after))
+    return Child("benchmarks.servers", "--kind", kind, "--core", core, "--sessions", str(sessions), *more)
 
 
 def start_worker_process() -> Child:

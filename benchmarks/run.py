@@ -43,9 +43,9 @@ DEFAULT_CORE = "sync"
 # Part 1 runs `cycles` times through the six servers, `slice` seconds each, so that a burst of load
 # from elsewhere falls on all alike; the other parts run `rounds` times, seconds per measurement as named.
 QUICK = {"cycles": 1, "slice": 0.3, "rounds": 1, "batch": 0.25, "watch": 0.4, "embedded": 0.4, "apply": 0.4}
-QUICK |= {"sessions": 100_000, "session_rounds": 1, "session_apply": 0.4}
+QUICK |= {"sessions": 100_000, "session_rounds": 1, "session_apply": 0.4, "expire_after": 0.5, "sweep_window": 2.5}
 FULL = {"cycles": 20, "slice": 0.4, "rounds": 3, "batch": 1.5, "watch": 2.0, "embedded": 3.0, "apply": 2.0}
-FULL |= {"sessions": 1_000_000, "session_rounds": 10, "session_apply": 1.0}
+FULL |= {"sessions": 1_000_000, "session_rounds": 10, "session_apply": 1.0, "expire_after": 2.0, "sweep_window": 10.0}
 
 _T = TypeVar("_T")
 
@@ -155,6 +155,7 @@ def sessions(worker: Child, settings: dict[str, Any]) -> dict[str, Any]:
                 address = (few_report if name == "few" else many_report)["address"]
                 rates[name].append(worker.ask("apply", address=address, seconds=settings["session_apply"]))
         worker.ask("close_channels")
+        tail = sweep_tail(worker, settings, few_report["address"])
     finally:
         few.close()
         many.close()
@@ -175,6 +176,33 @@ def sessions(worker: Child, settings: dict[str, Any]) -> dict[str, Any]:
         "p50_ms_one": one["p50_ms"],
         "p50_ms_many": lots["p50_ms"],
         "many_vs_one": _paired_ratio(rates["many"], rates["few"]),
+        **tail,
+    }
+
+
+def sweep_tail(worker: Child, settings: dict[str, Any], one_address: str) -> dict[str, Any]:
+    """Apply's latency, p50, p99 and max, beside N sessions that all expire during the window, and beside 1."""
+    count = settings["sessions"]
+    expiring = start_server_process("remotecalc", DEFAULT_CORE, sessions=count, expire_after=settings["expire_after"])
+    try:
+        address = expiring.read()["address"]
+        swept = worker.ask("apply_latency", address=address, seconds=settings["sweep_window"])
+        sweep = expiring.read()
+        one = worker.ask("apply_latency", address=one_address, seconds=settings["sweep_window"])
+        worker.ask("close_channels")
+    finally:
+        expiring.close()
+    return {
+        "sweep_expired": sweep["expired"],
+        "sweep_seconds": sweep["until_swept_seconds"],
+        "sweep_window_s": swept["seconds"],
+        "tail_calls": swept["calls"],
+        "tail_p50_ms": swept["p50_ms"],
+        "tail_p99_ms": swept["p99_ms"],
+        "tail_max_ms": swept["max_ms"],
+        "one_p50_ms": one["p50_ms"],
+        "one_p99_ms": one["p99_ms"],
+        "one_max_ms": one["max_ms"],
     }
 
 

@@ -3,7 +3,7 @@
 All three are started by remotecalc's own `start_server()`, so they are the same gRPC server (same
 core, options, worker count, health and reflection services); only the calculator handlers differ.
 
-    python -m benchmarks.servers --kind baseline --core sync [--sessions N]
+    python -m benchmarks.servers --kind baseline --core sync [--sessions N [--expire-after SECONDS]]
 
 prints one JSON line (address, pid, RSS) when it is serving, and stops when its stdin closes.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -111,7 +112,9 @@ def _adder(servicer: calc_pb2_grpc.CalculatorServicer) -> Callable[..., None]:
     return add_services
 
 
-def start(kind: str, core: str, max_sessions: int = 100_000) -> remotecalc.RunningServer:
+def start(
+    kind: str, core: str, max_sessions: int = 100_000, clock: Callable[[], float] = time.monotonic
+) -> remotecalc.RunningServer:
     """Start one kind of server on a free loopback port, through remotecalc's start_server()."""
     if kind == "baseline":
         remotecalc.server.add_services = _adder(BaselineCalculator())  # type: ignore[attr-defined]
@@ -119,7 +122,7 @@ def start(kind: str, core: str, max_sessions: int = 100_000) -> remotecalc.Runni
         remotecalc.server.add_services = _adder(FloorCalculator())  # type: ignore[attr-defined]
     elif kind != "remotecalc":
         raise ValueError(f"unknown server kind {kind!r}")
-    return remotecalc.start_server(port=0, core=core, max_sessions=max_sessions)  # type: ignore[arg-type]
+    return remotecalc.start_server(port=0, core=core, max_sessions=max_sessions, clock=clock)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,8 +131,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kind", choices=KINDS, required=True)
     parser.add_argument("--core", choices=("sync", "aio"), default="sync")
     parser.add_argument("--sessions", type=int, default=0, help="sessions to open through the engine directly")
+    parser.add_argument(
+        "--expire-after",
+        type=float,
+        metavar="SECONDS",
+        help="that long after serving, age the engine's clock so that the sessions opened expire all at once",
+    )
     args = parser.parse_args(argv)
-    server = start(args.kind, args.core, max_sessions=max(100_000, args.sessions + 10_000))
+    clock = _AgingClock()
+    server = start(args.kind, args.core, max_sessions=max(100_000, args.sessions + 10_000), clock=clock)
     _warm_up(server.address)
     process = psutil.Process()
     rss_before = process.memory_info().rss
@@ -149,8 +159,38 @@ def main(argv: list[str] | None = None) -> None:
         "create_seconds": seconds,
     }
     print(json.dumps(report), flush=True)
+    if args.expire_after is not None:
+        threading.Thread(target=_expire_later, args=(server, clock, args.expire_after), daemon=True).start()
     sys.stdin.read()
     server.stop(grace=0)
+
+
+class _AgingClock:
+    """The engine's monotonic clock, which the benchmark can move ahead at once."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.ahead
+
+
+def _expire_later(server: remotecalc.RunningServer, clock: _AgingClock, seconds: float) -> None:
+    """After seconds, age every session opened before by just under the idle timeout, then report the sweep.
+
+    The sessions opened at start are then past the timeout, a load generator's session used within
+    the last half second is not: the sweeper thread expires a million sessions while it calls Apply.
+    """
+    time.sleep(seconds)
+    before = len(server.engine)
+    clock.ahead = server.engine.idle_timeout - 0.5
+    aged = time.perf_counter()
+    while len(server.engine) > 10:
+        time.sleep(0.01)
+    print(
+        json.dumps({"expired": before - len(server.engine), "until_swept_seconds": time.perf_counter() - aged}),
+        flush=True,
+    )
 
 
 def _warm_up(address: str) -> None:

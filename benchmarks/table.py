@@ -120,6 +120,20 @@ def render(results: dict[str, Any]) -> str:
             ["apply_per_s_one", "apply_per_s_many", "p50_ms_one", "p50_ms_many", "many_vs_one"],
         ),
         _table(
+            f"   Apply latency, 1 thread, over {sessions['sweep_window_s']:.1f} s in which the sweeper expires"
+            f" {sessions['sweep_expired']:,} idle sessions at once (tail_*), and beside 1 session (one_*)",
+            [sessions],
+            [
+                "sweep_seconds",
+                "tail_p50_ms",
+                "tail_p99_ms",
+                "tail_max_ms",
+                "one_p50_ms",
+                "one_p99_ms",
+                "one_max_ms",
+            ],
+        ),
+        _table(
             "5. Embedded: remotecalc's Client and server in one process, the six calls",
             results["embedded"],
             ["core", "calls_per_s", "p50_ms", "p99_ms"],

@@ -11,12 +11,19 @@ from collections.abc import Callable
 from typing import Any
 
 from .loads import measure_embedded, measure_watch
-from .measure import close_channels, measure_apply_rate, measure_batches, measure_sequence
+from .measure import (
+    close_channels,
+    measure_apply_latency,
+    measure_apply_rate,
+    measure_batches,
+    measure_sequence,
+)
 
 TASKS: dict[str, Callable[..., Any]] = {
     "sequence": measure_sequence,
     "batches": measure_batches,
     "apply": measure_apply_rate,
+    "apply_latency": measure_apply_latency,
     "watch": measure_watch,
     "embedded": measure_embedded,
     "close_channels": close_channels,

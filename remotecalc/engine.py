@@ -3,41 +3,55 @@
 from __future__ import annotations
 
 import math
-import queue
 import re
 import secrets
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from operator import itemgetter
-from typing import TypeVar
 
 from .errors import (
+    CallerGone,
     DivisionByZero,
-    InvalidArgument,
     InvalidOperand,
     InvalidToken,
     OutOfRange,
     RemoteCalcError,
-    RequestIdReused,
     ServerStopping,
     SessionNotFound,
     TooManySessions,
     TooManyWatchers,
-    WatcherTooSlow,
 )
 from .model import Operator, Snapshot, Step, Update
+from .requests import (
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_REQUEST_WINDOW,
+    DEFAULT_SKEW,
+    RequestLog,
+    apply_fingerprint,
+    batch_fingerprint,
+    close_fingerprint,
+    create_fingerprint,
+)
+from .sweeper import Sweeper
+from .watcher import Watcher
 
-__all__ = ["FLOAT32_MAX", "Engine", "Watcher", "check_operand", "compute"]
+__all__ = ["FLOAT32_MAX", "Alive", "Engine", "Watcher", "check_operand", "compute"]
+
+#: A hook a mutating call checks right before it commits: False when its caller has gone.
+Alive = Callable[[], bool]
 
 #: The largest finite value of a 32-bit float, the article contract's number type.
 FLOAT32_MAX = 3.4028234663852886e38
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
-_REQUEST_ID_MAX = 128
-_T = TypeVar("_T")
+# A long batch asks whether its caller still waits once per this many operations.
+_CHUNK = 20_000
+# A sweep lets other threads have the GIL after each this many sessions: at a million expired
+# sessions at once, Apply's p99 beside it stays near 1 ms instead of the 5 ms switch interval.
+_SWEEP_CHUNK = 200
 
 
 # The Operator for each of its values, without Operator(x)'s slower enum call on a hot path.
@@ -115,47 +129,6 @@ def _compute_checked(value: float, operations: Sequence[tuple[int, float]]) -> l
     return results
 
 
-class Watcher:
-    """A live feed of one session's updates; iterate it, cancel it when done."""
-
-    _END = None
-
-    def __init__(self, backlog: int, detach: Callable[[Watcher], None]) -> None:
-        self._queue: queue.SimpleQueue[Update | None] = queue.SimpleQueue()
-        self._backlog = backlog
-        self._detach = detach
-        self._error: RemoteCalcError | None = None
-
-    def _push(self, update: Update) -> bool:
-        """Queue an update; False when the watcher fell too far behind and was ended."""
-        if self._queue.qsize() >= self._backlog:
-            self._end(WatcherTooSlow("the watcher fell too far behind and was ended"))
-            return False
-        self._queue.put(update)
-        return True
-
-    def _end(self, error: RemoteCalcError | None = None) -> None:
-        if error is not None and self._error is None:
-            self._error = error
-        self._queue.put(self._END)
-
-    def cancel(self) -> None:
-        """Stop watching; a blocked iteration ends. Every watcher must be cancelled when done."""
-        self._detach(self)
-        self._end()
-
-    def __iter__(self) -> Iterator[Update]:
-        while True:
-            update = self._queue.get()
-            if update is None:
-                if self._error is not None:
-                    raise self._error
-                return
-            yield update
-            if update.closed:
-                return
-
-
 class _Session:
     __slots__ = ("closed", "history", "initial_value", "last_used", "lock", "step_count", "value", "watchers")
 
@@ -170,55 +143,16 @@ class _Session:
         self.closed = False
 
 
-class _Pending:
-    __slots__ = ("done", "key", "ok", "result")
-
-    def __init__(self, key: object) -> None:
-        self.key = key
-        self.done = threading.Event()
-        self.result: object = None
-        self.ok = False
-
-
-class _RequestLog:
-    """Replies to requests that carried an id, so that a retry is answered, not re-applied."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[str, _Pending] = OrderedDict()
-
-    def once(self, request_id: str, key: object, action: Callable[[], _T]) -> _T:
-        if len(request_id) > _REQUEST_ID_MAX:
-            raise InvalidArgument(f"request_id is longer than {_REQUEST_ID_MAX} characters")
-        while True:
-            with self._lock:
-                entry = self._entries.get(request_id)
-                owner = entry is None
-                if entry is None:
-                    entry = self._entries[request_id] = _Pending(key)
-                    while len(self._entries) > self._limit:
-                        self._entries.popitem(last=False)
-            if entry.key != key:
-                raise RequestIdReused("request_id was already used for a different request")
-            if owner:
-                try:
-                    entry.result = action()
-                    entry.ok = True
-                finally:
-                    if not entry.ok:
-                        with self._lock:
-                            if self._entries.get(request_id) is entry:
-                                del self._entries[request_id]
-                    entry.done.set()
-                return entry.result
-            entry.done.wait()
-            if entry.ok:
-                return entry.result  # type: ignore[return-value]
+def _gone() -> CallerGone:
+    return CallerGone("the caller cancelled or its deadline passed before the change was made: nothing changed")
 
 
 class Engine:
-    """All live sessions of one server, safe to use from many threads at once."""
+    """All live sessions of one server, safe to use from many threads at once.
+
+    Idle sessions are expired and old request ids forgotten by sweep(), which start() runs every
+    sweep_every seconds in a background thread; a call on an idle session finds it expired anyway.
+    """
 
     def __init__(
         self,
@@ -229,88 +163,124 @@ class Engine:
         watch_backlog: int = 10_000,
         max_watchers: int = 1000,
         clock: Callable[[], float] = time.monotonic,
+        sweep_every: float = 1.0,
+        sweep_wait: Callable[[float], bool] | None = None,
+        request_window: float = DEFAULT_REQUEST_WINDOW,
+        request_skew: float = DEFAULT_SKEW,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        if min(max_sessions, history_limit, watch_backlog, max_watchers) < 1 or idle_timeout <= 0:
+        if min(max_sessions, history_limit, watch_backlog, max_watchers) < 1 or not idle_timeout > 0:
             raise ValueError(
                 "max_sessions, idle_timeout, history_limit, watch_backlog and max_watchers must be positive"
             )
         self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
         self.history_limit = history_limit
+        #: The most steps a watcher may leave unread before it is ended (WatcherTooSlow).
         self.watch_backlog = watch_backlog
         self.max_watchers = max_watchers
         self._watchers: set[Watcher] = set()
         self._watchers_lock = threading.Lock()
         self._clock = clock
-        self._sessions: dict[str, _Session] = {}
+        # In order of last use, so that a sweep looks at the expired sessions only.
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._create_lock = threading.Lock()
-        self._requests = _RequestLog(limit=10_000)
-        self._sweep_every = min(idle_timeout, 60.0)
-        self._next_sweep = clock() + self._sweep_every
+        self._sweep_lock = threading.Lock()
+        #: Request ids and the replies they got, kept request_window seconds.
+        self.requests = RequestLog(
+            window=request_window, skew=request_skew, max_entries=max_requests, wall_clock=wall_clock
+        )
+        self.sweeper = Sweeper(self.sweep, sweep_every, wait=sweep_wait)
         self._stopping = False
 
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def start(self) -> None:
+        """Start the background sweeper; shutdown() stops it."""
+        self.sweeper.start()
+
     # -- sessions ---------------------------------------------------------------------
 
-    def create(self, value: float, *, request_id: str = "") -> str:
+    def create(self, value: float, *, request_id: str = "", alive: Alive | None = None) -> str:
         """Open a session holding value and return its token."""
         if request_id:
-            return self._requests.once(request_id, ("create", value), lambda: self.create(value))
+            fingerprint = create_fingerprint(value)
+            return self.requests.once(request_id, "create", fingerprint, lambda: self.create(value, alive=alive))
         check_operand(value, "initial value")
         now = self._clock()
         with self._create_lock:
             if len(self._sessions) >= self.max_sessions:
-                self.expire_idle()
+                self._expire(now)
                 if len(self._sessions) >= self.max_sessions:
                     raise TooManySessions(f"too many live sessions (the limit is {self.max_sessions})")
+            if alive is not None and not alive():
+                raise _gone()
             token = secrets.token_urlsafe(16)
             self._sessions[token] = _Session(float(value), now)
-        self._maybe_sweep(now)
         return token
 
     def apply(
-        self, token: str, operator: int, operand: float, *, limit: float = math.inf, request_id: str = ""
+        self,
+        token: str,
+        operator: int,
+        operand: float,
+        *,
+        limit: float = math.inf,
+        request_id: str = "",
+        alive: Alive | None = None,
     ) -> Step:
         """Apply one operation; limit bounds the result's magnitude (the article's float32)."""
         if request_id:
-            key = ("apply", token, operator, operand, limit)
-            return self._requests.once(request_id, key, lambda: self.apply(token, operator, operand, limit=limit))
+            _check_token(token)
+            fingerprint = apply_fingerprint(operator, operand, limit)
+            return self.requests.once(
+                request_id, token, fingerprint, lambda: self.apply(token, operator, operand, limit=limit, alive=alive)
+            )
         now = self._clock()
         session = self._session(token, now)
         with session.lock:
             self._check_open(session)
             result = compute(session.value, operator, operand, limit)
+            if alive is not None and not alive():
+                raise _gone()
             session.value = result
             session.step_count += 1
-            session.last_used = now
+            self._touch(token, session, now)
             step = Step(session.step_count, _OPERATORS[operator], operand, result)
             self._record(session, (step,))
             if session.watchers:
                 self._publish(session, token, (step,))
-        self._maybe_sweep(now)
         return step
 
     def apply_many(
-        self, token: str, operations: Sequence[tuple[int, float]], *, request_id: str = ""
+        self,
+        token: str,
+        operations: Sequence[tuple[int, float]],
+        *,
+        request_id: str = "",
+        alive: Alive | None = None,
     ) -> tuple[float, int]:
         """Apply operations in order, all or nothing; return the value and step count."""
         if request_id:
-            key = ("apply_many", token, hash(tuple(operations)), len(operations))
-            return self._requests.once(request_id, key, lambda: self.apply_many(token, operations))
+            _check_token(token)
+            fingerprint = batch_fingerprint(operations)
+            return self.requests.once(
+                request_id, token, fingerprint, lambda: self.apply_many(token, operations, alive=alive)
+            )
         now = self._clock()
         session = self._session(token, now)
         with session.lock:
             self._check_open(session)
-            results = _compute_unchecked(session.value, operations)
-            if results is None:
-                results = _compute_checked(session.value, operations)
+            results = _compute(session.value, operations, alive)
+            if alive is not None and not alive():
+                raise _gone()
             value = results[-1] if results else session.value
             first = session.step_count + 1
             session.value = value
             session.step_count += len(operations)
-            session.last_used = now
+            self._touch(token, session, now)
             keep = max(0, len(operations) - self.history_limit)
             kept = operations[keep:] if keep else operations
             # tuple.__new__ over zip builds the Steps in C: a batch of 1,000 costs 0.2 ms, not 1.7 ms.
@@ -331,7 +301,6 @@ class Engine:
             if session.watchers and operations:
                 self._publish(session, token, steps)
             count = session.step_count
-        self._maybe_sweep(now)
         return value, count
 
     def snapshot(self, token: str) -> Snapshot:
@@ -342,15 +311,23 @@ class Engine:
             history = tuple(session.history) if session.history else ()
             return Snapshot(token, session.value, session.step_count, history, session.initial_value)
 
-    def close(self, token: str, *, limit: float = math.inf, request_id: str = "") -> tuple[float, int]:
+    def close(
+        self, token: str, *, limit: float = math.inf, request_id: str = "", alive: Alive | None = None
+    ) -> tuple[float, int]:
         """Close the session and return its final value and step count."""
         if request_id:
-            return self._requests.once(request_id, ("close", token, limit), lambda: self.close(token, limit=limit))
+            _check_token(token)
+            fingerprint = close_fingerprint(limit)
+            return self.requests.once(
+                request_id, token, fingerprint, lambda: self.close(token, limit=limit, alive=alive)
+            )
         session = self._session(token, self._clock())
         with session.lock:
             self._check_open(session)
             if session.value > limit or session.value < -limit:
                 raise OutOfRange("the value does not fit a 32-bit float; read it through remotecalc.v1")
+            if alive is not None and not alive():
+                raise _gone()
             self._end(token, session)
             return session.value, session.step_count
 
@@ -382,20 +359,19 @@ class Engine:
             raise
         return watcher
 
-    def expire_idle(self) -> int:
-        """Close every session idle for longer than idle_timeout; return how many."""
-        now = self._clock()
-        expired = 0
-        for token, session in list(self._sessions.items()):
-            if now - session.last_used > self.idle_timeout:
-                with session.lock:
-                    if not session.closed and now - session.last_used > self.idle_timeout:
-                        self._end(token, session)
-                        expired += 1
+    def sweep(self) -> int:
+        """Expire idle sessions and forget request ids out of their window; return the sessions expired."""
+        expired = self.expire_idle()
+        self.requests.forget_expired()
         return expired
+
+    def expire_idle(self) -> int:
+        """Close every session idle for longer than idle_timeout; return how many. Costs O(expired)."""
+        return self._expire(self._clock(), chunk=_SWEEP_CHUNK)
 
     def shutdown(self) -> None:
         """End every watch with ServerStopping and refuse new ones; other calls in flight still finish."""
+        self.sweeper.stop()
         with self._watchers_lock:
             self._stopping = True
             watchers = list(self._watchers)
@@ -420,6 +396,46 @@ class Engine:
         if session.closed:
             raise SessionNotFound("the session was closed")
 
+    def _touch(self, token: str, session: _Session, now: float) -> None:
+        """Mark a session, whose lock is held, used now: to the back of the sweep order."""
+        session.last_used = now
+        self._sessions.move_to_end(token)
+
+    def _expire(self, now: float, chunk: int | None = None) -> int:
+        """Close the sessions idle too long, oldest first, stopping at the first that is not.
+
+        With chunk, yield the GIL after each chunk of sessions, so that calls in flight keep going.
+        """
+        expired = 0
+        while True:
+            done = self._expire_some(now, chunk)
+            expired += done
+            if chunk is None or done < chunk:
+                return expired
+            time.sleep(0)
+
+    def _expire_some(self, now: float, most: int | None) -> int:
+        expired = 0
+        sessions = self._sessions
+        with self._sweep_lock:
+            while most is None or expired < most:
+                try:
+                    token = next(iter(sessions))
+                    session = sessions[token]
+                except (StopIteration, KeyError, RuntimeError):
+                    break
+                if now - session.last_used <= self.idle_timeout:
+                    break
+                with session.lock:
+                    if now - session.last_used <= self.idle_timeout:
+                        break
+                    if session.closed:
+                        sessions.pop(token, None)
+                        continue
+                    self._end(token, session)
+                    expired += 1
+        return expired
+
     def _record(self, session: _Session, steps: Iterable[Step]) -> None:
         if session.history is None:
             session.history = deque(maxlen=self.history_limit)
@@ -438,10 +454,35 @@ class Engine:
             self._publish(session, token, (), closed=True)
             session.watchers = None
 
-    def _maybe_sweep(self, now: float) -> None:
-        if now >= self._next_sweep:
-            self._next_sweep = now + self._sweep_every
-            self.expire_idle()
+
+def _compute(value: float, operations: Sequence[tuple[int, float]], alive: Alive | None) -> list[float]:
+    """The value after each operation; a long batch stops early, changing nothing, if its caller has gone."""
+    if alive is None or len(operations) <= _CHUNK:
+        results = _compute_unchecked(value, operations)
+        return _compute_checked(value, operations) if results is None else results
+    results = []
+    for start in range(0, len(operations), _CHUNK):
+        if not alive():
+            raise _gone()
+        chunk = operations[start : start + _CHUNK]
+        done = _compute_unchecked(value, chunk)
+        if done is None:
+            try:
+                done = _compute_checked(value, chunk)
+            except RemoteCalcError as error:
+                _shift_index(error, start)
+                raise
+        results.extend(done)
+        if done:
+            value = done[-1]
+    return results
+
+
+def _shift_index(error: RemoteCalcError, by: int) -> None:
+    if error.index is not None:
+        error.index += by
+        error.message = f"operation {error.index}: {error.message.partition(': ')[2]}"
+        error.args = (error.message,)
 
 
 def _check_token(token: str) -> None:

@@ -18,8 +18,10 @@ REASON_KEY = "remotecalc-error-reason"
 INDEX_KEY = "remotecalc-operation-index"
 
 __all__ = [
+    "CallerGone",
     "DeadlineExceeded",
     "DivisionByZero",
+    "FailedPrecondition",
     "InternalError",
     "InvalidArgument",
     "InvalidOperand",
@@ -27,7 +29,10 @@ __all__ = [
     "OutOfRange",
     "PortInUse",
     "RemoteCalcError",
+    "RequestExpired",
+    "RequestIdFromTheFuture",
     "RequestIdReused",
+    "RequestLogFull",
     "ResourceExhausted",
     "ServerStopping",
     "SessionNotFound",
@@ -158,6 +163,42 @@ class InternalError(RemoteCalcError):
 
 class PortInUse(OSError):
     """The address a server was asked to listen on is taken."""
+
+
+class FailedPrecondition(RemoteCalcError):
+    """The request is well formed but cannot be served in the server's present state."""
+
+    code_name = "FAILED_PRECONDITION"
+    reason = "FAILED_PRECONDITION"
+
+
+class RequestExpired(FailedPrecondition):
+    """A request id is dated outside the server's retention window; its outcome can no longer be told."""
+
+    reason = "REQUEST_EXPIRED"
+
+
+class RequestIdFromTheFuture(FailedPrecondition):
+    """A UUIDv7 request id is dated further ahead of the server's clock than the allowed skew."""
+
+    reason = "REQUEST_ID_FROM_THE_FUTURE"
+
+
+class RequestLogFull(ResourceExhausted):
+    """The server remembers as many request ids as it may; a new id is refused, an old one still answered."""
+
+    reason = "REQUEST_LOG_FULL"
+
+
+class CallerGone(RemoteCalcError):
+    """The caller cancelled or its deadline passed before the change was made, so nothing was changed.
+
+    It travels as DEADLINE_EXCEEDED: a cancelled caller hears nothing, and a caller whose deadline the
+    server saw pass first (its clock runs a hair ahead) gets the code its own clock would have given.
+    """
+
+    code_name = "DEADLINE_EXCEEDED"
+    reason = "CALLER_GONE"
 
 
 _BY_REASON: dict[str, type[RemoteCalcError]] = {

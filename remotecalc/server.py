@@ -188,6 +188,7 @@ def start_server(
             clock=clock,
         )
         server = RunningServer(engine, host, port, core, max_workers)
+        engine.start()
         server._key = key
         _running[key] = server
     return server

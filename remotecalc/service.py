@@ -19,7 +19,7 @@ from .model import Operator, Snapshot, Step, Update
 from .v1 import calculator_pb2 as pb
 from .v1 import calculator_pb2_grpc as pb_grpc
 
-__all__ = ["SERVICE_NAMES", "ArticleCalculator", "CalculatorV1", "add_services"]
+__all__ = ["SERVICE_NAMES", "ArticleCalculator", "CalculatorV1", "add_services", "caller_waiting"]
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +41,28 @@ class ArticleCalculator(calc_pb2_grpc.CalculatorServicer):
         self._engine = engine
 
     def Create(self, request: calc_pb2.Number, context: Any) -> calc_pb2.SessionOperation:
-        return calc_pb2.SessionOperation(token=self._engine.create(request.value))
+        return calc_pb2.SessionOperation(token=self._engine.create(request.value, alive=caller_waiting(context)))
 
     def Answer(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
-        value, _ = self._engine.close(request.token, limit=FLOAT32_MAX)
+        value, _ = self._engine.close(request.token, limit=FLOAT32_MAX, alive=caller_waiting(context))
         return calc_pb2.Number(value=value)
 
     def Add(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
-        return self._apply(Operator.ADD, request)
+        return self._apply(Operator.ADD, request, context)
 
     def Subtract(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
-        return self._apply(Operator.SUBTRACT, request)
+        return self._apply(Operator.SUBTRACT, request, context)
 
     def Multiply(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
-        return self._apply(Operator.MULTIPLY, request)
+        return self._apply(Operator.MULTIPLY, request, context)
 
     def Divide(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
-        return self._apply(Operator.DIVIDE, request)
+        return self._apply(Operator.DIVIDE, request, context)
 
-    def _apply(self, operator: Operator, request: calc_pb2.SessionOperation) -> calc_pb2.Number:
-        step = self._engine.apply(request.token, operator, request.value, limit=FLOAT32_MAX)
+    def _apply(self, operator: Operator, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
+        step = self._engine.apply(
+            request.token, operator, request.value, limit=FLOAT32_MAX, alive=caller_waiting(context)
+        )
         return calc_pb2.Number(value=step.result)
 
 
@@ -71,26 +73,34 @@ class CalculatorV1(pb_grpc.CalculatorServicer):
         self._engine = engine
 
     def CreateSession(self, request: pb.CreateSessionRequest, context: Any) -> pb.CreateSessionResponse:
-        token = self._engine.create(request.value, request_id=request.request_id)
+        token = self._engine.create(request.value, request_id=request.request_id, alive=caller_waiting(context))
         return pb.CreateSessionResponse(
             session=pb.Session(token=token, value=request.value, initial_value=request.value)
         )
 
     def Apply(self, request: pb.ApplyRequest, context: Any) -> pb.ApplyResponse:
         operation = request.operation
-        step = self._engine.apply(request.token, operation.operator, operation.operand, request_id=request.request_id)
+        step = self._engine.apply(
+            request.token,
+            operation.operator,
+            operation.operand,
+            request_id=request.request_id,
+            alive=caller_waiting(context),
+        )
         return pb.ApplyResponse(value=step.result, step=step_message(step))
 
     def ApplyBatch(self, request: pb.ApplyBatchRequest, context: Any) -> pb.ApplyBatchResponse:
         operations = list(map(_OPERATION_FIELDS, request.operations))
-        value, count = self._engine.apply_many(request.token, operations, request_id=request.request_id)
+        value, count = self._engine.apply_many(
+            request.token, operations, request_id=request.request_id, alive=caller_waiting(context)
+        )
         return pb.ApplyBatchResponse(value=value, step_count=count)
 
     def GetSession(self, request: pb.GetSessionRequest, context: Any) -> pb.GetSessionResponse:
         return pb.GetSessionResponse(session=session_message(self._engine.snapshot(request.token)))
 
     def CloseSession(self, request: pb.CloseSessionRequest, context: Any) -> pb.CloseSessionResponse:
-        value, count = self._engine.close(request.token, request_id=request.request_id)
+        value, count = self._engine.close(request.token, request_id=request.request_id, alive=caller_waiting(context))
         return pb.CloseSessionResponse(value=value, step_count=count)
 
     def WatchSession(self, request: pb.WatchSessionRequest, context: Any) -> Iterator[pb.WatchSessionResponse]:
@@ -102,6 +112,25 @@ class CalculatorV1(pb_grpc.CalculatorServicer):
                 yield update_message(update)
         finally:
             watcher.cancel()
+
+
+def caller_waiting(context: Any) -> Callable[[], bool]:
+    """A hook that is True while the caller still waits: not cancelled, deadline not passed (either core)."""
+    time_remaining = context.time_remaining
+    is_active = getattr(context, "is_active", None)
+    if is_active is None:
+        done = context.done  # grpc.aio: no deadline gives None
+
+        def waiting_aio() -> bool:
+            remaining = time_remaining()
+            return not done() and (remaining is None or remaining > 0)
+
+        return waiting_aio
+
+    def waiting() -> bool:
+        return bool(time_remaining() > 0 and is_active())
+
+    return waiting
 
 
 def step_message(step: Step) -> pb.Step:

@@ -89,6 +89,18 @@ def test_sessions_are_counted_in_the_server_that_holds_them(quick_run: tuple[str
     assert sessions["apply_per_s_one"] > 0 and sessions["apply_per_s_many"] > 0
 
 
+def test_apply_latency_is_reported_over_a_window_in_which_the_sweeper_expires_every_session(
+    quick_run: tuple[str, dict[str, Any], str],
+) -> None:
+    table, results, _ = quick_run
+    sessions = results["sessions"]
+    assert sessions["sweep_expired"] >= results["settings"]["sessions"]
+    assert 0 < sessions["sweep_seconds"] < sessions["sweep_window_s"]
+    assert 0 < sessions["tail_p50_ms"] <= sessions["tail_p99_ms"] <= sessions["tail_max_ms"]
+    assert 0 < sessions["one_p50_ms"] <= sessions["one_p99_ms"] <= sessions["one_max_ms"]
+    assert "tail_max_ms" in table
+
+
 def test_every_goal_is_reported_with_its_verdict(quick_run: tuple[str, dict[str, Any], str]) -> None:
     _, results, _ = quick_run
     goals = results["goals"]

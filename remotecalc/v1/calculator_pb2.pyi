@@ -11,17 +11,31 @@ Errors are gRPC status codes, each with a short message. A failed call changes
 nothing. The trailing metadata key "remotecalc-error-reason" names the exact reason
 (SESSION_NOT_FOUND, INVALID_TOKEN, DIVISION_BY_ZERO, INVALID_OPERAND,
 RESULT_OUT_OF_RANGE, TOO_MANY_SESSIONS, TOO_MANY_WATCHERS, REQUEST_ID_REUSED,
-SERVER_STOPPING, WATCHER_TOO_SLOW), and a failed ApplyBatch adds "remotecalc-operation-index": the
+SERVER_STOPPING, WATCHER_TOO_SLOW, REQUEST_EXPIRED, REQUEST_ID_FROM_THE_FUTURE,
+REQUEST_LOG_FULL, CALLER_GONE), and a failed ApplyBatch adds "remotecalc-operation-index": the
 zero-based index of the operation that failed.
+
+Request ids. A mutating request may carry a request_id, a UUID (32 hex digits, dashes
+allowed; a UUIDv7 is best). A request with an id is applied at most once: a retry of the
+same request with the same id, within the window (two minutes by default), gets the first
+reply; the same id with a different request (any field, floats bit for bit) is refused
+with INVALID_ARGUMENT; an id dated before the window is refused with FAILED_PRECONDITION
+(REQUEST_EXPIRED) and never applied. The server dates a UUIDv7 by its embedded time, any
+other UUID when it first sees it. Ids are scoped to the session (a CreateSession's to
+creates). A request that failed is not remembered: its retry runs.
 
   NOT_FOUND           the token is unknown, closed or expired
   INVALID_ARGUMENT    empty or malformed token, division by zero, a NaN or infinite
                       operand or initial value, an unspecified operator, a request id
-                      reused for a different request
+                      that is not a UUID or was used for a different request
   OUT_OF_RANGE        the result is not a finite number
-  RESOURCE_EXHAUSTED  too many live sessions or open watches, or a watcher too slow
-                      to keep up
+  RESOURCE_EXHAUSTED  too many live sessions or open watches, a watcher too slow to
+                      keep up, or too many request ids remembered (a new id is refused)
   UNAVAILABLE         the server is stopping
+  FAILED_PRECONDITION a request id dated outside the window (expired, or ahead of the
+                      server's clock beyond the allowed skew)
+  DEADLINE_EXCEEDED   the caller's deadline passed before the change was made: nothing
+                      changed (CALLER_GONE); a retry with the same request id resolves it
 """
 
 from collections import abc as _abc
@@ -183,8 +197,8 @@ class CreateSessionRequest(_message.Message):
     value: _builtins.float
     """The initial value; must be finite."""
     request_id: _builtins.str
-    """Optional, chosen by the client (a UUID, say): a retry carrying the same id gets
-    the first reply and creates nothing more.
+    """Optional, a UUID chosen by the client (see "Request ids" above): a retry carrying
+    the same id and value gets the first reply and creates nothing more.
     """
     def __init__(
         self,
@@ -232,7 +246,9 @@ class ApplyRequest(_message.Message):
     token: _builtins.str
     """The session to change."""
     request_id: _builtins.str
-    """Optional: a retry carrying the same id is applied once and gets the same reply."""
+    """Optional, a UUID (see "Request ids" above): a retry carrying the same id is applied
+    once and gets the same reply.
+    """
     @_builtins.property
     def operation(self) -> Global___Operation:
         """The operation to apply."""
@@ -288,7 +304,9 @@ class ApplyBatchRequest(_message.Message):
     token: _builtins.str
     """The session to change."""
     request_id: _builtins.str
-    """Optional: a retry carrying the same id is applied once and gets the same reply."""
+    """Optional, a UUID (see "Request ids" above): a retry carrying the same id is applied
+    once and gets the same reply.
+    """
     @_builtins.property
     def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Operation]:
         """The operations, applied in order, all or nothing."""
@@ -383,7 +401,9 @@ class CloseSessionRequest(_message.Message):
     token: _builtins.str
     """The session to close."""
     request_id: _builtins.str
-    """Optional: a retry carrying the same id gets the same final value."""
+    """Optional, a UUID (see "Request ids" above): a retry carrying the same id gets the
+    same final value, also after the session has closed.
+    """
     def __init__(
         self,
         *,

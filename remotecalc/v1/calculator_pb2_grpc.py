@@ -108,7 +108,11 @@ class CalculatorServicer:
 
     def WatchSession(self, request, context):
         """Streams a session's state: first as it is, then after each change, through either
-        contract, until the session closes or expires (the last message has closed = true).
+        contract, until the session closes or expires (the last message has closed = true;
+        an idle session's watch ends within a second of its expiry). A watcher that leaves
+        more than 10,000 steps unread is ended with RESOURCE_EXHAUSTED (WATCHER_TOO_SLOW):
+        its unread updates are dropped and it hears so at once, after at most what gRPC's
+        flow-control window already carried; watch again to resume from the current state.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -11,17 +11,31 @@ Errors are gRPC status codes, each with a short message. A failed call changes
 nothing. The trailing metadata key "remotecalc-error-reason" names the exact reason
 (SESSION_NOT_FOUND, INVALID_TOKEN, DIVISION_BY_ZERO, INVALID_OPERAND,
 RESULT_OUT_OF_RANGE, TOO_MANY_SESSIONS, TOO_MANY_WATCHERS, REQUEST_ID_REUSED,
-SERVER_STOPPING, WATCHER_TOO_SLOW), and a failed ApplyBatch adds "remotecalc-operation-index": the
+SERVER_STOPPING, WATCHER_TOO_SLOW, REQUEST_EXPIRED, REQUEST_ID_FROM_THE_FUTURE,
+REQUEST_LOG_FULL, CALLER_GONE), and a failed ApplyBatch adds "remotecalc-operation-index": the
 zero-based index of the operation that failed.
+
+Request ids. A mutating request may carry a request_id, a UUID (32 hex digits, dashes
+allowed; a UUIDv7 is best). A request with an id is applied at most once: a retry of the
+same request with the same id, within the window (two minutes by default), gets the first
+reply; the same id with a different request (any field, floats bit for bit) is refused
+with INVALID_ARGUMENT; an id dated before the window is refused with FAILED_PRECONDITION
+(REQUEST_EXPIRED) and never applied. The server dates a UUIDv7 by its embedded time, any
+other UUID when it first sees it. Ids are scoped to the session (a CreateSession's to
+creates). A request that failed is not remembered: its retry runs.
 
   NOT_FOUND           the token is unknown, closed or expired
   INVALID_ARGUMENT    empty or malformed token, division by zero, a NaN or infinite
                       operand or initial value, an unspecified operator, a request id
-                      reused for a different request
+                      that is not a UUID or was used for a different request
   OUT_OF_RANGE        the result is not a finite number
-  RESOURCE_EXHAUSTED  too many live sessions or open watches, or a watcher too slow
-                      to keep up
+  RESOURCE_EXHAUSTED  too many live sessions or open watches, a watcher too slow to
+                      keep up, or too many request ids remembered (a new id is refused)
   UNAVAILABLE         the server is stopping
+  FAILED_PRECONDITION a request id dated outside the window (expired, or ahead of the
+                      server's clock beyond the allowed skew)
+  DEADLINE_EXCEEDED   the caller's deadline passed before the change was made: nothing
+                      changed (CALLER_GONE); a retry with the same request id resolves it
 """
 
 from collections import abc as _abc
@@ -66,7 +80,11 @@ class CalculatorStub:
     """Closes a session and returns its final value. The token is no longer valid after."""
     WatchSession: _grpc.UnaryStreamMultiCallable[_calculator_pb2.WatchSessionRequest, _calculator_pb2.WatchSessionResponse]
     """Streams a session's state: first as it is, then after each change, through either
-    contract, until the session closes or expires (the last message has closed = true).
+    contract, until the session closes or expires (the last message has closed = true;
+    an idle session's watch ends within a second of its expiry). A watcher that leaves
+    more than 10,000 steps unread is ended with RESOURCE_EXHAUSTED (WATCHER_TOO_SLOW):
+    its unread updates are dropped and it hears so at once, after at most what gRPC's
+    flow-control window already carried; watch again to resume from the current state.
     """
 
 @_typing.type_check_only
@@ -86,7 +104,11 @@ class CalculatorAsyncStub(CalculatorStub):
     """Closes a session and returns its final value. The token is no longer valid after."""
     WatchSession: _aio.UnaryStreamMultiCallable[_calculator_pb2.WatchSessionRequest, _calculator_pb2.WatchSessionResponse]  # type: ignore[assignment]
     """Streams a session's state: first as it is, then after each change, through either
-    contract, until the session closes or expires (the last message has closed = true).
+    contract, until the session closes or expires (the last message has closed = true;
+    an idle session's watch ends within a second of its expiry). A watcher that leaves
+    more than 10,000 steps unread is ended with RESOURCE_EXHAUSTED (WATCHER_TOO_SLOW):
+    its unread updates are dropped and it hears so at once, after at most what gRPC's
+    flow-control window already carried; watch again to resume from the current state.
     """
 
 class CalculatorServicer(metaclass=_abc_1.ABCMeta):
@@ -139,7 +161,11 @@ class CalculatorServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_calculator_pb2.WatchSessionResponse], _abc.AsyncIterator[_calculator_pb2.WatchSessionResponse]]:
         """Streams a session's state: first as it is, then after each change, through either
-        contract, until the session closes or expires (the last message has closed = true).
+        contract, until the session closes or expires (the last message has closed = true;
+        an idle session's watch ends within a second of its expiry). A watcher that leaves
+        more than 10,000 steps unread is ended with RESOURCE_EXHAUSTED (WATCHER_TOO_SLOW):
+        its unread updates are dropped and it hears so at once, after at most what gRPC's
+        flow-control window already carried; watch again to resume from the current state.
         """
 
 def add_CalculatorServicer_to_server(servicer: CalculatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

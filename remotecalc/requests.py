@@ -1,0 +1,226 @@
+"""The request log: each request that carries an id is applied at most once, for a stated time.
+
+A request id is a UUID. The log keeps the outcome of every request that succeeded, under the
+id and the scope it was made in (a session's token, or "create"), together with the exact request
+(floats compared bit for bit). A retry within the window gets the first reply; the same id with a
+different request is refused; an id dated before the window is refused as expired, never applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import threading
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable, Sequence
+from operator import itemgetter
+from typing import TypeVar
+
+from .errors import InvalidArgument, RequestExpired, RequestIdFromTheFuture, RequestIdReused, RequestLogFull
+
+__all__ = [
+    "DEFAULT_MAX_REQUESTS",
+    "DEFAULT_REQUEST_WINDOW",
+    "DEFAULT_SKEW",
+    "RequestLog",
+    "batch_fingerprint",
+    "parse_request_id",
+]
+
+#: How long, in seconds, a request id is remembered and a retry answered: two minutes.
+DEFAULT_REQUEST_WINDOW = 120.0
+#: How far ahead of the server's clock a UUIDv7 id may be dated (client clocks drift).
+DEFAULT_SKEW = 10.0
+#: How many request ids the log holds at most, about 430 bytes each (some 215 MB in all); beyond it a
+#: new id is refused with RESOURCE_EXHAUSTED, which keeps every promise (evicting one would not).
+DEFAULT_MAX_REQUESTS = 500_000
+
+_T = TypeVar("_T")
+_FORGET_CHUNK = 1000
+_HEX = frozenset("0123456789abcdefABCDEF")
+_APPLY = struct.Struct("<Bqdd")
+_CLOSE = struct.Struct("<Bd")
+_CREATE = struct.Struct("<Bd")
+_OPERATORS = itemgetter(0)
+_OPERANDS = itemgetter(1)
+
+
+def parse_request_id(text: str) -> bytes:
+    """The 16 bytes of a UUID written as 32 hex digits, dashes allowed; INVALID_ARGUMENT otherwise."""
+    digits = text.replace("-", "")
+    if len(digits) != 32 or not _HEX.issuperset(digits) or len(text) > 36:
+        raise InvalidArgument(
+            "request_id must be a UUID: 32 hexadecimal digits, dashes allowed (a UUIDv7 is best: the server dates it)"
+        )
+    return bytes.fromhex(digits)
+
+
+def _dated(raw: bytes) -> float | None:
+    """The wall-clock time, in seconds, embedded in a UUIDv7; None for any other version."""
+    if raw[6] >> 4 != 7 or raw[8] >> 6 != 0b10:
+        return None
+    return int.from_bytes(raw[:6], "big") / 1000.0
+
+
+def apply_fingerprint(operator: int, operand: float, limit: float) -> bytes:
+    """The exact Apply request: operator, operand and limit, floats bit for bit (0.0 is not -0.0)."""
+    return _APPLY.pack(1, operator, operand, limit)
+
+
+def close_fingerprint(limit: float) -> bytes:
+    """The exact CloseSession request."""
+    return _CLOSE.pack(2, limit)
+
+
+def create_fingerprint(value: float) -> bytes:
+    """The exact CreateSession request: its initial value bit for bit."""
+    return _CREATE.pack(3, value)
+
+
+def batch_fingerprint(operations: Sequence[tuple[int, float]]) -> bytes:
+    """The exact ApplyBatch request: a BLAKE2b-256 digest of every operator and every operand's bits."""
+    # The digest of the full list, not the list: a 300,000-operation batch would otherwise keep
+    # 2.7 MB per id. 256 bits of BLAKE2b have no known collision, unlike Python's hash().
+    digest = hashlib.blake2b(digest_size=32)
+    digest.update(struct.pack("<Bq", 4, len(operations)))
+    digest.update(array("q", map(_OPERATORS, operations)).tobytes())
+    digest.update(array("d", map(_OPERANDS, operations)).tobytes())
+    return digest.digest()
+
+
+class _Entry:
+    __slots__ = ("busy", "fingerprint", "forget_after", "key", "ok", "result")
+
+    def __init__(self, key: bytes, fingerprint: bytes, forget_after: float) -> None:
+        self.key = key
+        self.fingerprint = fingerprint
+        self.forget_after = forget_after
+        self.result: object = None
+        self.ok = False
+        # Held by the request's own call until it is done: a concurrent retry waits on it.
+        self.busy: threading.Lock | None = threading.Lock()
+        self.busy.acquire()
+
+
+class RequestLog:
+    """Replies to requests that carried an id, kept for a time window, so a retry is answered once."""
+
+    def __init__(
+        self,
+        *,
+        window: float = DEFAULT_REQUEST_WINDOW,
+        skew: float = DEFAULT_SKEW,
+        max_entries: int = DEFAULT_MAX_REQUESTS,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not window > 0 or not skew >= 0 or max_entries < 1:
+            raise ValueError("window must be positive, skew not negative, max_entries at least 1")
+        self.window = window
+        self.skew = skew
+        self.max_entries = max_entries
+        self._wall_clock = wall_clock
+        self._latest = wall_clock()
+        self._lock = threading.Lock()
+        self._entries: dict[bytes, _Entry] = {}
+        # Entries in the order first seen, so forget_after never decreases along it.
+        self._order: deque[_Entry] = deque()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def now(self) -> float:
+        """The log's wall clock, which never runs backwards: an id once expired stays expired."""
+        now = self._wall_clock()
+        if now > self._latest:
+            self._latest = now
+        return self._latest
+
+    def once(self, request_id: str, scope: str, fingerprint: bytes, action: Callable[[], _T]) -> _T:
+        """Run action once for this id in this scope and return its result; a retry gets the same result."""
+        raw = parse_request_id(request_id)
+        key = raw + b"\0" + scope.encode()
+        while True:
+            with self._lock:
+                entry = self._entries.get(key)
+                owner = entry is None
+                if entry is None:
+                    now = self._admit(raw)
+                    # Kept until no clock reading can accept the id again: its date, at most the
+                    # first sight plus the skew, plus the window.
+                    entry = self._entries[key] = _Entry(key, fingerprint, now + self.skew + self.window)
+                    self._order.append(entry)
+            if entry.fingerprint != fingerprint:
+                raise RequestIdReused("request_id was already used for a different request")
+            if owner:
+                return self._run(entry, action)
+            busy = entry.busy
+            if busy is not None:
+                with busy:
+                    pass
+            if entry.ok:
+                return entry.result  # type: ignore[return-value]
+            # The first call failed and changed nothing: this one runs the request itself.
+
+    def _admit(self, raw: bytes) -> float:
+        """Refuse an id the window no longer covers, or a new one when the log is full; lock held."""
+        now = self.now()
+        dated = _dated(raw)
+        if dated is not None:
+            if now - dated > self.window:
+                raise RequestExpired(
+                    f"request_id is dated {now - dated:.0f} s ago, beyond the {self.window:.0f} s window in which"
+                    " a retry is answered: its outcome can no longer be told, so it is not applied"
+                )
+            if dated - now > self.skew:
+                raise RequestIdFromTheFuture(
+                    f"request_id is dated {dated - now:.0f} s ahead of the server's clock"
+                    f" (at most {self.skew:.0f} s allowed): check the client's clock"
+                )
+        if len(self._entries) >= self.max_entries and not self._forget(now):
+            raise RequestLogFull(f"the server remembers {self.max_entries} recent request ids, its limit: retry later")
+        return now
+
+    def _run(self, entry: _Entry, action: Callable[[], _T]) -> _T:
+        busy = entry.busy
+        assert busy is not None
+        try:
+            entry.result = action()
+            entry.ok = True
+            return entry.result
+        finally:
+            if not entry.ok:
+                # A failed call changed nothing: forget it, so that its retry is applied, once.
+                with self._lock:
+                    if self._entries.get(entry.key) is entry:
+                        del self._entries[entry.key]
+            entry.busy = None
+            busy.release()
+
+    def forget_expired(self) -> int:
+        """Drop the entries no retry can reach any more; return how many. Costs O(dropped)."""
+        dropped = 0
+        while True:
+            # In chunks, letting go of the lock between them, so that no call waits long on it.
+            with self._lock:
+                some = self._forget(self.now(), most=_FORGET_CHUNK)
+            dropped += some
+            if some < _FORGET_CHUNK:
+                return dropped
+            time.sleep(0)
+
+    def _forget(self, now: float, most: int | None = None) -> int:
+        order = self._order
+        entries = self._entries
+        dropped = 0
+        while order and order[0].forget_after < now and (most is None or dropped < most):
+            entry = order.popleft()
+            if entry.busy is not None:
+                # Still running after the whole window: keep it until it ends.
+                entry.forget_after = now + self.window
+                order.append(entry)
+            elif entries.get(entry.key) is entry:
+                del entries[entry.key]
+                dropped += 1
+        return dropped
