@@ -41,25 +41,36 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _bind_error(host: str, port: int) -> OSError:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                return PortInUse(errno.EADDRINUSE, f"cannot listen on {_address(host, port)}: the port is in use")
-            return OSError(error.errno, f"cannot listen on {_address(host, port)}: {error.strerror}")
-    return OSError(f"cannot listen on {_address(host, port)}")
+def _bind_error(host: str, port: int) -> OSError | None:
+    """Why host:port cannot be listened on, found by binding a probe socket; None if it can."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        return OSError(errno.EADDRNOTAVAIL, f"cannot listen on {_address(host, port)}: {error.strerror}")
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            # As gRPC binds: a port left in TIME_WAIT is free, one with a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    return PortInUse(errno.EADDRINUSE, f"cannot listen on {_address(host, port)}: the port is in use")
+                return OSError(error.errno, f"cannot listen on {_address(host, port)}: {error.strerror}")
+    return None
 
 
 def _listen(server: grpc.Server | grpc.aio.Server, host: str, port: int) -> int:
+    # Probing first keeps gRPC from logging its own error line before ours.
+    refusal = _bind_error(host, port)
+    if refusal is not None:
+        raise refusal
     try:
         bound = server.add_insecure_port(_address(host, port))
     except RuntimeError:
         bound = 0
     if bound == 0:
-        raise _bind_error(host, port)
+        raise _bind_error(host, port) or OSError(f"cannot listen on {_address(host, port)}")
     return bound
 
 

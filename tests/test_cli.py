@@ -67,3 +67,57 @@ def test_python_m_remotecalc_help() -> None:
     assert ran.returncode == 0, ran.stderr
     assert "usage: remotecalc" in ran.stdout
     assert "serve" in ran.stdout and "demo" in ran.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "70000"], "argument --port: '70000' is not a port: use 0 to 65535 (0 picks a free one)"),
+        (["--port", "-5"], "argument --port: '-5' is not a port: use 0 to 65535 (0 picks a free one)"),
+        (["--port", "http"], "argument --port: 'http' is not a port number"),
+        (["--max-sessions", "0"], "argument --max-sessions: '0' must be a whole number at least 1"),
+        (["--max-sessions", "1.5"], "argument --max-sessions: '1.5' is not a whole number"),
+        (["--idle-timeout", "nan"], "argument --idle-timeout: 'nan' must be a finite number greater than 0"),
+        (["--idle-timeout", "inf"], "argument --idle-timeout: 'inf' must be a finite number greater than 0"),
+        (["--idle-timeout", "0"], "argument --idle-timeout: '0' must be a finite number greater than 0"),
+        (["--grace", "-1"], "argument --grace: '-1' must be a finite number at least 0"),
+        (["--grace", "nan"], "argument --grace: 'nan' must be a finite number at least 0"),
+    ],
+)
+def test_serve_refuses_a_bad_value_with_one_clear_line_and_exit_code_2(args: list[str], message: str) -> None:
+    ran = subprocess.run([REMOTECALC, "serve", *args], capture_output=True, text=True, timeout=WAIT)
+    assert ran.returncode == 2
+    assert ran.stderr.splitlines()[-1] == f"remotecalc serve: error: {message}", ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert "listening" not in ran.stdout
+
+
+def test_serve_accepts_the_edges_of_every_range() -> None:
+    served = Served("--port", "0", "--max-sessions", "1", "--idle-timeout", "0.5", "--grace", "0")
+    try:
+        with grpc.insecure_channel(served.address()) as channel:
+            assert V1Calls(channel).apply(V1Calls(channel).create(1), "+", 1) == 2
+        assert served.stop(signal.SIGTERM) == 0
+    finally:
+        served.kill()
+    assert served.stderr_text() == ""
+
+
+def test_serve_on_every_interface_warns_that_there_is_no_tls() -> None:
+    served = Served("--host", "0.0.0.0", "--port", "0")
+    try:
+        assert served.address().startswith("0.0.0.0:")
+        assert served.stop(signal.SIGTERM) == 0
+    finally:
+        served.kill()
+    warning = served.stderr_text().splitlines()
+    assert len(warning) == 1 and "warning" in warning[0] and "without TLS" in warning[0], warning
+
+
+def test_python_m_remotecalc_with_no_arguments_prints_what_to_run() -> None:
+    ran = run_python("-m", "remotecalc")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr == ""
+    assert ran.stdout.startswith("usage: remotecalc")
+    assert "serve" in ran.stdout and "demo" in ran.stdout
+    assert "required" not in ran.stdout
