@@ -152,17 +152,20 @@ class Session:
 
     def apply(self, operator: str | int | Operator, operand: float) -> float:
         """Apply one operation, given as a symbol (+ - * /), a name or an Operator."""
-        return self.apply_step(operator, operand).result
+        return self._apply(operator, operand, _value)
 
     def apply_step(self, operator: str | int | Operator, operand: float) -> Step:
         """Apply one operation and return the Step it made: its number in the session and its result."""
+        return self._apply(operator, operand, lambda reply: _step(reply.step))
+
+    def _apply(self, operator: str | int | Operator, operand: float, result: Callable[[Any], Result]) -> Result:
         op = Operator.parse(operator)
         request = pb.ApplyRequest(
             token=self.token,
             operation=pb.Operation(operator=pb.Operator.ValueType(op), operand=operand),
             request_id=_request_id(),
         )
-        return self.client._call("Apply", request, f"{op.symbol} {operand:g}", lambda reply: _step(reply.step))
+        return self.client._call("Apply", request, f"{op.symbol} {operand:g}", result)
 
     def apply_many(self, operations: Iterable[Operation]) -> float:
         """Apply (operator, operand) pairs in one call, all or nothing; return the new value."""
