@@ -27,7 +27,9 @@ __all__ = ["DEFAULT_TIMEOUT", "CallRecord", "Client", "Session", "Watch", "conne
 DEFAULT_TIMEOUT = 10.0
 
 # Every mutating call carries a fresh request id, so gRPC may resend it after a dropped
-# connection: the server applies it once and answers the retry with the first reply.
+# connection: the server applies it once and answers the retry with the first reply. CANCELLED
+# is retried too: a server cancels a call it received but never ran when it starts to stop (or
+# drops one beyond its queue of pending calls), and a call the caller cancels is never retried.
 # Unary calls only, and Watch streams go on a channel of their own with retries off: a stream
 # started as the server stops, on a channel with retries on, can hang for good (grpcio 1.85:
 # its status is UNAVAILABLE but its reads never complete, and cancel() does not end them).
@@ -42,7 +44,7 @@ _SERVICE_CONFIG = json.dumps(
                     "initialBackoff": "0.05s",
                     "maxBackoff": "0.5s",
                     "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
+                    "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
                 },
             }
         ]
@@ -108,11 +110,14 @@ class Client:
     def __repr__(self) -> str:
         return f"<Client {self.target}>"
 
-    def _call(self, method: str, request: Any, summary: str, result: Callable[[Any], Result]) -> Result:
+    def _call(
+        self, method: str, request: Any, summary: str, result: Callable[[Any], Result], *, resending: bool = False
+    ) -> Result:
         start = time.perf_counter()
         code = "OK"
         try:
-            return result(getattr(self._stub, method)(request, timeout=self.timeout))
+            # A resend waits, within the deadline, for a server that is restarting or not reached yet.
+            return result(getattr(self._stub, method)(request, timeout=self.timeout, wait_for_ready=resending))
         except grpc.RpcError as error:
             code = error.code().name
             translated = _translate(error)
@@ -120,7 +125,7 @@ class Client:
                 # The same request, same id: the server answers it with the first outcome or applies it once.
                 translated.request_id = getattr(request, "request_id", "")
                 translated.request = request
-                translated._resend = lambda: self._call(method, request, summary, result)
+                translated._resend = lambda: self._call(method, request, summary, result, resending=True)
             raise translated from error
         finally:
             if self.on_call is not None:

@@ -29,7 +29,16 @@ Core = Literal["sync", "aio"]
 
 # gRPC turns SO_REUSEPORT on by default: a second server on a taken port would then start
 # and silently take half of the connections, and so half of the sessions.
-_OPTIONS = [("grpc.so_reuseport", 0)]
+# A call the transport has received waits in gRPC's core until a server thread takes it; beyond
+# 1,000 such calls (3,000 for sure) the core drops new ones at random as CANCELLED, which a burst
+# of a few thousand calls on one channel reaches. Those calls never ran; the limits are raised so
+# that a burst queues instead (HTTP/2 flow control still bounds what each connection buffers).
+MAX_PENDING_CALLS = 20_000
+_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+    ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
+]
 
 _WORKERS_KEPT_FREE = 4
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 from typing import Any
 
 import grpc
@@ -11,6 +12,7 @@ import pytest
 from contracts import ArticleCalls, V1Calls
 from processes import REMOTECALC, WAIT, Served, run_python
 
+import remotecalc
 from remotecalc.v1 import calculator_pb2 as pb
 
 
@@ -121,3 +123,35 @@ def test_python_m_remotecalc_with_no_arguments_prints_what_to_run() -> None:
     assert ran.stdout.startswith("usage: remotecalc")
     assert "serve" in ran.stdout and "demo" in ran.stdout
     assert "required" not in ran.stdout
+
+
+def test_sigterm_with_calls_in_flight_from_several_threads_ends_them_ok_or_unavailable() -> None:
+    served = Served("--port", "0", "--grace", "10")
+    try:
+        address = served.address()
+        started = threading.Semaphore(0)
+        outcomes: list[BaseException | None] = []
+
+        def add_until_refused() -> None:
+            with remotecalc.connect(address) as client:
+                session = client.create(0)
+                started.release()
+                try:
+                    while True:
+                        session.apply_many([("+", 1)] * 2000)
+                except BaseException as error:  # kept for the test's thread
+                    outcomes.append(error)
+
+        threads = [threading.Thread(target=add_until_refused) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for _ in threads:
+            assert started.acquire(timeout=WAIT)
+        assert served.stop(signal.SIGTERM) == 0
+        for thread in threads:
+            thread.join(timeout=WAIT)
+    finally:
+        served.kill()
+    assert len(outcomes) == 6
+    # Never CANCELLED: an unknown outcome the client can resolve against a server that is back.
+    assert all(isinstance(error, remotecalc.Unavailable) for error in outcomes), outcomes
