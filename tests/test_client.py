@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -307,3 +308,30 @@ def test_a_watch_error_cannot_be_resolved(server: RunningServer, client: Client)
     assert not raised.value.resolvable
     with pytest.raises(TypeError, match="watch again"):
         raised.value.resolve()
+
+
+def _readme_python(heading: str) -> str:
+    """The first ```python block of the README after heading, as written."""
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index(f"\n{heading}\n") :]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("```\n", start)]
+
+
+def test_the_readme_client_example_runs_as_written_and_ends(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = _readme_python("## The Python client")
+    assert '"127.0.0.1:3000"' in example
+    exec(example.replace('"127.0.0.1:3000"', repr(server.address)), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("10.5 [Step(number=1")
+    assert lines[1:] == ["StatusCode.INVALID_ARGUMENT division by zero", "5 10.5", "6 11.5", "7 12.5"]
+    assert len(server.engine) == 0  # the session was closed when its block ended
+
+
+def test_the_readme_resolve_example_runs_as_written(client: Client) -> None:
+    session = client.create(1)
+    namespace = {"remotecalc": remotecalc, "session": session}
+    exec(_readme_python("## Errors"), namespace)
+    assert namespace["value"] == 2 == session.value()
