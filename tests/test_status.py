@@ -95,7 +95,7 @@ def test_unparseable_bytes_are_invalid_argument_on_every_method(
             assert reason_of(error) == "REQUEST_NOT_DECODABLE"
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(method=st.sampled_from(METHODS), data=st.binary(max_size=64))
 def test_random_bytes_never_get_unknown_internal_or_a_python_name(
     served: RunningServer, method: MethodDescriptor, data: bytes
@@ -104,7 +104,7 @@ def test_random_bytes_never_get_unknown_internal_or_a_python_name(
         _raw(channel, method, data)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(method=st.sampled_from(METHODS), cut=st.integers(min_value=0, max_value=200))
 def test_truncated_requests_never_get_unknown_internal_or_a_python_name(
     served: RunningServer, method: MethodDescriptor, cut: int
