@@ -133,14 +133,19 @@ def test_sigterm_with_calls_in_flight_from_several_threads_ends_them_ok_or_unava
         outcomes: list[BaseException | None] = []
 
         def add_until_refused() -> None:
+            applied = 0
             with remotecalc.connect(address) as client:
-                session = client.create(0)
-                started.release()
                 try:
+                    session = client.create(0)
                     while True:
                         session.apply_many([("+", 1)] * 2000)
+                        applied += 1
+                        if applied == 1:
+                            started.release()
                 except BaseException as error:  # kept for the test's thread
                     outcomes.append(error)
+                    if applied == 0:
+                        started.release()
 
         threads = [threading.Thread(target=add_until_refused) for _ in range(6)]
         for thread in threads:
