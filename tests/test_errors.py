@@ -134,10 +134,10 @@ ROWS = [
 ]
 
 
-@pytest.fixture
-def capped_server(clock: FakeClock) -> Iterator[RunningServer]:
-    """A server allowed two live sessions, on the test's fake clock."""
-    with start_server(port=0, clock=clock, max_sessions=2) as running:
+@pytest.fixture(params=["sync", "aio"])
+def capped_server(clock: FakeClock, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """A server allowed two live sessions, on the test's fake clock, on each core."""
+    with start_server(port=0, clock=clock, max_sessions=2, core=request.param) as running:
         yield running
 
 
