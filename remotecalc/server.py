@@ -56,6 +56,7 @@ def _bind_error(host: str, port: int) -> OSError | None:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as error:
         return OSError(errno.EADDRNOTAVAIL, f"cannot listen on {_address(host, port)}: {error.strerror}")
+    failures: list[OSError] = []
     for family, kind, protocol, _, address in addresses:
         with socket.socket(family, kind, protocol) as probe:
             # As gRPC binds: a port left in TIME_WAIT is free, one with a listener is not.
@@ -65,7 +66,10 @@ def _bind_error(host: str, port: int) -> OSError | None:
             except OSError as error:
                 if error.errno == errno.EADDRINUSE:
                     return PortInUse(errno.EADDRINUSE, f"cannot listen on {_address(host, port)}: the port is in use")
-                return OSError(error.errno, f"cannot listen on {_address(host, port)}: {error.strerror}")
+                failures.append(error)
+    # gRPC listens if any of the host's addresses binds ("localhost" without IPv6, say).
+    if failures and len(failures) == len(addresses):
+        return OSError(failures[0].errno, f"cannot listen on {_address(host, port)}: {failures[0].strerror}")
     return None
 
 

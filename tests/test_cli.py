@@ -160,3 +160,14 @@ def test_sigterm_with_calls_in_flight_from_several_threads_ends_them_ok_or_unava
     assert len(outcomes) == 6
     # Never CANCELLED: an unknown outcome the client can resolve against a server that is back.
     assert all(isinstance(error, remotecalc.Unavailable) for error in outcomes), outcomes
+
+
+def test_serve_on_an_address_this_machine_does_not_have_exits_1_with_our_line_only() -> None:
+    # 192.0.2.1 is TEST-NET-1: documentation only, never a local address.
+    ran = subprocess.run(
+        [REMOTECALC, "serve", "--host", "192.0.2.1", "--port", "0"], capture_output=True, text=True, timeout=WAIT
+    )
+    assert ran.returncode == 1
+    lines = ran.stderr.splitlines()
+    assert len(lines) == 2 and "without TLS" in lines[0], ran.stderr
+    assert lines[1] == "remotecalc: cannot listen on 192.0.2.1:0: Cannot assign requested address"
