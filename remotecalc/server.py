@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from .engine import Engine
 from .errors import PortInUse
 from .service import SERVICE_NAMES, add_services
+from .status import Gate
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "RunningServer", "start_server"]
 
@@ -106,9 +107,10 @@ class RunningServer:
         self.core: Core = core
         self._stopped = threading.Event()
         self._key: tuple[object, ...] | None = None
+        self._gate = Gate()
         if core == "sync":
             self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=_OPTIONS)
-            add_services(self._server, engine)
+            add_services(self._server, engine, gate=self._gate)
             self._health = _add_standard_services(self._server)
             self.port = _listen(self._server, host, port)
             self._server.start()
@@ -128,7 +130,7 @@ class RunningServer:
 
     async def _start_aio(self, host: str, port: int) -> int:
         self._aio_server = grpc.aio.server(options=_OPTIONS)
-        add_services(self._aio_server, self.engine, asynchronous=True)
+        add_services(self._aio_server, self.engine, asynchronous=True, gate=self._gate)
         self._health = _add_standard_services(self._aio_server)
         bound = _listen(self._aio_server, host, port)
         await self._aio_server.start()
@@ -151,15 +153,20 @@ class RunningServer:
         with _running_lock:
             if self._key is not None and _running.get(self._key) is self:
                 del _running[self._key]
+        until = time.monotonic() + grace
         self._health.enter_graceful_shutdown()
+        # gRPC's core cancels the calls it has received but not yet handed to a handler the moment
+        # it shuts down, and those arriving then: their callers see CANCELLED. So the handlers refuse
+        # new calls first (UNAVAILABLE, SERVER_STOPPING: never started, safe to resend), watches end,
+        # the calls already running finish, and only then does the transport stop.
+        self._gate.close()
+        self.engine.shutdown()
+        self._gate.wait_empty(grace)
+        rest = max(0.0, until - time.monotonic())
         if self.core == "sync":
-            done = self._server.stop(grace)
-            self.engine.shutdown()
-            done.wait()
+            self._server.stop(rest).wait()
         else:
-            stopping = asyncio.run_coroutine_threadsafe(self._aio_server.stop(grace), self._loop)
-            self.engine.shutdown()
-            stopping.result()
+            asyncio.run_coroutine_threadsafe(self._aio_server.stop(rest), self._loop).result()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()

@@ -11,7 +11,7 @@ import grpc
 from .article import calc_pb2, calc_pb2_grpc
 from .engine import FLOAT32_MAX, Engine
 from .model import Operator, Snapshot, Step, Update
-from .status import AsyncCore, SyncCore, register
+from .status import AsyncCore, Gate, SyncCore, register
 from .v1 import calculator_pb2 as pb
 from .v1 import calculator_pb2_grpc as pb_grpc
 
@@ -127,8 +127,10 @@ def update_message(update: Update) -> pb.WatchSessionResponse:
     )
 
 
-def add_services(server: grpc.Server | grpc.aio.Server, engine: Engine, *, asynchronous: bool = False) -> None:
-    """Register both calculator contracts, over one engine, on a server."""
-    core = AsyncCore if asynchronous else SyncCore
+def add_services(
+    server: grpc.Server | grpc.aio.Server, engine: Engine, *, asynchronous: bool = False, gate: Gate | None = None
+) -> None:
+    """Register both calculator contracts, over one engine, on a server; gate, when given, counts their calls."""
+    core = (AsyncCore if asynchronous else SyncCore)(gate or Gate())
     register(server, calc_pb2_grpc.add_CalculatorServicer_to_server, ArticleCalculator(engine), core)
     register(server, pb_grpc.add_CalculatorServicer_to_server, CalculatorV1(engine), core)

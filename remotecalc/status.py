@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -22,9 +23,17 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from .errors import ERROR_DOMAIN, INDEX_KEY, REASON_KEY, InternalError, RemoteCalcError, RequestNotDecodable
+from .errors import (
+    ERROR_DOMAIN,
+    INDEX_KEY,
+    REASON_KEY,
+    InternalError,
+    RemoteCalcError,
+    RequestNotDecodable,
+    ServerStopping,
+)
 
-__all__ = ["STATUS_DETAILS_KEY", "AsyncCore", "Status", "SyncCore", "register", "status_of"]
+__all__ = ["STATUS_DETAILS_KEY", "AsyncCore", "Gate", "Status", "SyncCore", "register", "status_of"]
 
 log = logging.getLogger(__name__)
 
@@ -94,68 +103,123 @@ def decoder(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return decode
 
 
+class Gate:
+    """Lets calls into the handlers until closed, then refuses new ones; tells when the last has left."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._closed = False
+        self._empty = threading.Event()
+
+    def enter(self) -> None:
+        """Count a call in, or raise ServerStopping once closed: it never started, so resending is safe."""
+        with self._lock:
+            if self._closed:
+                raise ServerStopping("the server is stopping")
+            self._inside += 1
+
+    def leave(self) -> None:
+        """Count a call out."""
+        with self._lock:
+            self._inside -= 1
+            if self._closed and self._inside == 0:
+                self._empty.set()
+
+    def close(self) -> None:
+        """Refuse every call from now on."""
+        with self._lock:
+            self._closed = True
+            if self._inside == 0:
+                self._empty.set()
+
+    def wait_empty(self, timeout: float) -> bool:
+        """Once closed, wait until no call is in a handler; False if timeout passed first."""
+        return self._empty.wait(timeout)
+
+
 class SyncCore:
     """Wraps methods for grpc.server: a status is set on the context, then the call aborts."""
 
-    @staticmethod
-    def unary(method: Callable[[Any, Any], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
-        """method, its exceptions turned into statuses."""
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+
+    def unary(self, method: Callable[[Any, Any], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
+        """method, counted by the gate, its exceptions turned into statuses."""
+        enter, leave = self._gate.enter, self._gate.leave
 
         @functools.wraps(method)
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
             try:
-                if request is UNDECODABLE:
-                    raise RequestNotDecodable(_NOT_DECODABLE)
-                return method(request, context)
+                enter()
+                try:
+                    if request is UNDECODABLE:
+                        raise RequestNotDecodable(_NOT_DECODABLE)
+                    return method(request, context)
+                finally:
+                    leave()
             except Exception as error:  # every error becomes a status
-                SyncCore._abort(context, error)
+                _abort(context, error)
 
         return handle
 
-    @staticmethod
-    def stream(method: Callable[[Any, Any], Iterator[Any]]) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
-        """A server-streaming method, its exceptions turned into statuses."""
+    def stream(
+        self, method: Callable[[Any, Any], Iterator[Any]]
+    ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+        """A server-streaming method, counted by the gate, its exceptions turned into statuses."""
+        enter, leave = self._gate.enter, self._gate.leave
 
         @functools.wraps(method)
         def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             try:
-                if request is UNDECODABLE:
-                    raise RequestNotDecodable(_NOT_DECODABLE)
-                yield from method(request, context)
+                enter()
+                try:
+                    if request is UNDECODABLE:
+                        raise RequestNotDecodable(_NOT_DECODABLE)
+                    yield from method(request, context)
+                finally:
+                    leave()
             except Exception as error:  # every error becomes a status
-                SyncCore._abort(context, error)
+                _abort(context, error)
 
         return handle
 
-    @staticmethod
-    def _abort(context: grpc.ServicerContext, error: Exception) -> None:
-        status = status_of(error)
-        context.set_trailing_metadata(status.metadata)
-        context.abort(status.code, status.message)
+
+def _abort(context: grpc.ServicerContext, error: Exception) -> None:
+    status = status_of(error)
+    context.set_trailing_metadata(status.metadata)
+    context.abort(status.code, status.message)
 
 
 class AsyncCore:
     """Wraps methods for grpc.aio.server: unary ones run on the loop, streams wait in threads."""
 
-    @staticmethod
-    def unary(method: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        """method as a coroutine, its exceptions turned into statuses."""
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+
+    def unary(self, method: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        """method as a coroutine, counted by the gate, its exceptions turned into statuses."""
+        enter, leave = self._gate.enter, self._gate.leave
 
         @functools.wraps(method)
         async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
-                if request is UNDECODABLE:
-                    raise RequestNotDecodable(_NOT_DECODABLE)
-                return method(request, context)
+                enter()
+                try:
+                    if request is UNDECODABLE:
+                        raise RequestNotDecodable(_NOT_DECODABLE)
+                    return method(request, context)
+                finally:
+                    leave()
             except Exception as error:  # every error becomes a status
                 status = status_of(error)
                 await context.abort(status.code, status.message, status.metadata)
 
         return handle
 
-    @staticmethod
-    def stream(method: Callable[[Any, Any], Iterator[Any]]) -> Callable[[Any, Any], AsyncIterator[Any]]:
+    def stream(self, method: Callable[[Any, Any], Iterator[Any]]) -> Callable[[Any, Any], AsyncIterator[Any]]:
         """A server-streaming method as an async generator, each wait run in a thread off the loop."""
+        enter, leave = self._gate.enter, self._gate.leave
 
         @functools.wraps(method)
         async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
@@ -163,22 +227,25 @@ class AsyncCore:
             ends = _StreamEnd(context)
             end = object()
             try:
-                if request is UNDECODABLE:
-                    raise RequestNotDecodable(_NOT_DECODABLE)
-                updates = iter(method(request, ends))
-                while (message := await loop.run_in_executor(None, next, updates, end)) is not end:
-                    yield message
+                enter()
+                try:
+                    if request is UNDECODABLE:
+                        raise RequestNotDecodable(_NOT_DECODABLE)
+                    updates = iter(method(request, ends))
+                    while (message := await loop.run_in_executor(None, next, updates, end)) is not end:
+                        yield message
+                finally:
+                    # A cancelled stream must free the thread still blocked waiting for its next update.
+                    ends.run()
+                    leave()
             except Exception as error:  # every error becomes a status
                 status = status_of(error)
                 await context.abort(status.code, status.message, status.metadata)
-            finally:
-                # A cancelled stream must free the thread still blocked waiting for its next update.
-                ends.run()
 
         return handle
 
 
-Core = type[SyncCore] | type[AsyncCore]
+Core = SyncCore | AsyncCore
 
 
 class _StreamEnd:
