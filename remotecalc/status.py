@@ -7,7 +7,8 @@ beside remotecalc's own keys. `SyncCore` and `AsyncCore` only differ in how they
 
 Methods are wrapped once, when they are registered, so that a call pays one Python frame and
 no lookup; request bytes are decoded by a deserializer that never raises, so that unparseable
-bytes reach the handler as a marker and become INVALID_ARGUMENT on both cores.
+bytes reach the handler as a marker and become INVALID_ARGUMENT on both cores. A `Gate` counts
+the calls inside the handlers, so that a stopping server can refuse new ones and wait for the rest.
 """
 
 from __future__ import annotations
