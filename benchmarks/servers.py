@@ -105,7 +105,7 @@ class _Asynchronous:
 
 
 def _adder(servicer: calc_pb2_grpc.CalculatorServicer) -> Callable[..., None]:
-    def add_services(server: Any, engine: object, *, asynchronous: bool = False) -> None:
+    def add_services(server: Any, engine: object, *, asynchronous: bool = False, gate: object = None) -> None:
         registered: Any = _Asynchronous(servicer) if asynchronous else servicer
         calc_pb2_grpc.add_CalculatorServicer_to_server(registered, server)
 

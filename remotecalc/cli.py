@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import math
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 
@@ -22,6 +24,10 @@ def serve(host: str, port: int, *, max_sessions: int, idle_timeout: float, grace
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    if not _is_loopback(host):
+        print(
+            f"remotecalc: warning: listening on {host} without TLS: calls and tokens travel in clear", file=sys.stderr
+        )
     try:
         server = start_server(
             host,
@@ -71,26 +77,64 @@ def demo() -> int:
     return 0
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _number(kind: Callable[[str], float], low: float, *, strict: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number of kind, at least low (above it when strict)."""
+    bound = f"greater than {low:g}" if strict else f"at least {low:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must be {'a whole' if kind is int else 'a finite'} number {bound}"
+            )
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use 0 to 65535 (0 picks a free one)")
+    return port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``remotecalc`` command."""
     parser = argparse.ArgumentParser(prog="remotecalc", description="A stateful remote calculator over gRPC.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="{serve,demo}")
     serve_parser = commands.add_parser("serve", help="serve both contracts until Ctrl-C")
     serve_parser.add_argument("--host", default=DEFAULT_HOST, help="interface to bind; 0.0.0.0 for all (%(default)s)")
-    serve_parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (%(default)s)")
+    serve_parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port; 0 picks a free one (%(default)s)")
     serve_parser.add_argument(
-        "--max-sessions", type=int, default=100_000, metavar="N", help="live sessions allowed (%(default)s)"
+        "--max-sessions", type=_number(int, 1), default=100_000, metavar="N", help="live sessions allowed (%(default)s)"
     )
     serve_parser.add_argument(
         "--idle-timeout",
-        type=float,
+        type=_number(float, 0, strict=True),
         default=3600.0,
         metavar="SECONDS",
         help="seconds before an idle session expires (%(default)s)",
     )
     serve_parser.add_argument(
         "--grace",
-        type=float,
+        type=_number(float, 0),
         default=5.0,
         metavar="SECONDS",
         help="seconds calls in flight get to finish on stop (%(default)s)",
@@ -98,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_parser.add_argument("--core", choices=("sync", "aio"), default="sync", help="gRPC server core (%(default)s)")
     commands.add_parser("demo", help="run the article's sequence on an embedded server")
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     if args.command == "serve":
         return serve(
             args.host,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import grpc
 
-from .errors import INDEX_KEY, REASON_KEY, RemoteCalcError, SessionNotFound, error_for
+from .errors import INDEX_KEY, REASON_KEY, OutcomeUnknown, RemoteCalcError, SessionNotFound, error_for
 from .model import Operator, Snapshot, Step, Update
 from .v1 import calculator_pb2 as pb
 from .v1 import calculator_pb2_grpc as pb_grpc
@@ -20,13 +21,15 @@ from .v1 import calculator_pb2_grpc as pb_grpc
 if TYPE_CHECKING:
     from .server import RunningServer
 
-__all__ = ["DEFAULT_TIMEOUT", "CallRecord", "Client", "Session", "Watch", "connect"]
+__all__ = ["DEFAULT_TIMEOUT", "CallRecord", "Client", "Session", "Watch", "connect", "uuid7"]
 
 #: Seconds a unary call may take before it fails with DeadlineExceeded.
 DEFAULT_TIMEOUT = 10.0
 
 # Every mutating call carries a fresh request id, so gRPC may resend it after a dropped
-# connection: the server applies it once and answers the retry with the first reply.
+# connection: the server applies it once and answers the retry with the first reply. CANCELLED
+# is retried too: a server cancels a call it received but never ran when it starts to stop (or
+# drops one beyond its queue of pending calls), and a call the caller cancels is never retried.
 # Unary calls only, and Watch streams go on a channel of their own with retries off: a stream
 # started as the server stops, on a channel with retries on, can hang for good (grpcio 1.85:
 # its status is UNAVAILABLE but its reads never complete, and cancel() does not end them).
@@ -41,13 +44,14 @@ _SERVICE_CONFIG = json.dumps(
                     "initialBackoff": "0.05s",
                     "maxBackoff": "0.5s",
                     "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
+                    "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
                 },
             }
         ]
     }
 )
 Operation = tuple["str | int | Operator", float]
+Result = TypeVar("Result")
 
 
 class CallRecord(NamedTuple):
@@ -82,8 +86,9 @@ class Client:
     def create(self, value: float = 0.0) -> Session:
         """Open a session holding value."""
         request = pb.CreateSessionRequest(value=value, request_id=_request_id())
-        reply = self._call("CreateSession", request, f"value={value:g}")
-        return Session(self, reply.session.token)
+        return self._call(
+            "CreateSession", request, f"value={value:g}", lambda reply: Session(self, reply.session.token)
+        )
 
     def session(self, token: str) -> Session:
         """A Session object for a token made elsewhere (by another client or contract)."""
@@ -105,14 +110,23 @@ class Client:
     def __repr__(self) -> str:
         return f"<Client {self.target}>"
 
-    def _call(self, method: str, request: Any, summary: str) -> Any:
+    def _call(
+        self, method: str, request: Any, summary: str, result: Callable[[Any], Result], *, resending: bool = False
+    ) -> Result:
         start = time.perf_counter()
         code = "OK"
         try:
-            return getattr(self._stub, method)(request, timeout=self.timeout)
+            # A resend waits, within the deadline, for a server that is restarting or not reached yet.
+            return result(getattr(self._stub, method)(request, timeout=self.timeout, wait_for_ready=resending))
         except grpc.RpcError as error:
             code = error.code().name
-            raise _translate(error) from None
+            translated = _translate(error)
+            if isinstance(translated, OutcomeUnknown):
+                # The same request, same id: the server answers it with the first outcome or applies it once.
+                translated.request_id = getattr(request, "request_id", "")
+                translated.request = request
+                translated._resend = lambda: self._call(method, request, summary, result, resending=True)
+            raise translated from error
         finally:
             if self.on_call is not None:
                 self.on_call(CallRecord(method, summary, code, (time.perf_counter() - start) * 1000))
@@ -143,18 +157,20 @@ class Session:
 
     def apply(self, operator: str | int | Operator, operand: float) -> float:
         """Apply one operation, given as a symbol (+ - * /), a name or an Operator."""
-        return self.apply_step(operator, operand).result
+        return self._apply(operator, operand, _value)
 
     def apply_step(self, operator: str | int | Operator, operand: float) -> Step:
         """Apply one operation and return the Step it made: its number in the session and its result."""
+        return self._apply(operator, operand, lambda reply: _step(reply.step))
+
+    def _apply(self, operator: str | int | Operator, operand: float, result: Callable[[Any], Result]) -> Result:
         op = Operator.parse(operator)
         request = pb.ApplyRequest(
             token=self.token,
             operation=pb.Operation(operator=pb.Operator.ValueType(op), operand=operand),
             request_id=_request_id(),
         )
-        reply = self.client._call("Apply", request, f"{op.symbol} {operand:g}")
-        return _step(reply.step)
+        return self.client._call("Apply", request, f"{op.symbol} {operand:g}", result)
 
     def apply_many(self, operations: Iterable[Operation]) -> float:
         """Apply (operator, operand) pairs in one call, all or nothing; return the new value."""
@@ -163,15 +179,12 @@ class Session:
             for op, operand in operations
         ]
         request = pb.ApplyBatchRequest(token=self.token, operations=messages, request_id=_request_id())
-        reply = self.client._call("ApplyBatch", request, f"{len(messages)} operations")
-        return float(reply.value)
+        return self.client._call("ApplyBatch", request, f"{len(messages)} operations", _value)
 
     def state(self) -> Snapshot:
         """The session's value, step count and recent steps, read without changing it."""
         request = pb.GetSessionRequest(token=self.token)
-        session = self.client._call("GetSession", request, f"token={self.token[:6]}…").session
-        history = tuple(_step(s) for s in session.history)
-        return Snapshot(session.token, session.value, session.step_count, history, session.initial_value)
+        return self.client._call("GetSession", request, f"token={self.token[:6]}…", _snapshot)
 
     def value(self) -> float:
         """The session's current value."""
@@ -184,7 +197,7 @@ class Session:
     def answer(self) -> float:
         """Close the session and return its final value."""
         request = pb.CloseSessionRequest(token=self.token, request_id=_request_id())
-        return float(self.client._call("CloseSession", request, f"token={self.token[:6]}…").value)
+        return self.client._call("CloseSession", request, f"token={self.token[:6]}…", _value)
 
     close = answer
 
@@ -226,7 +239,7 @@ class Watch:
         except grpc.RpcError as error:
             if self._cancelled and error.code() == grpc.StatusCode.CANCELLED:
                 return
-            raise _translate(error) from None
+            raise _translate(error) from error
 
     def cancel(self) -> None:
         """Stop watching; an iteration in progress ends quietly."""
@@ -247,12 +260,30 @@ def connect(target: str | RunningServer, *, timeout: float | None = DEFAULT_TIME
     return Client(target, timeout=timeout)
 
 
+def uuid7(unix_ms: int | None = None) -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): 48-bit Unix time in milliseconds, then 74 random bits; sorts by time."""
+    ms = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
+    random = int.from_bytes(os.urandom(10), "big")
+    rand_a, rand_b = (random >> 62) & 0xFFF, random & ((1 << 62) - 1)
+    return uuid.UUID(int=(ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
+
+
 def _request_id() -> str:
-    return uuid.uuid4().hex
+    return str(uuid7())
 
 
 def _step(message: pb.Step) -> Step:
     return Step(message.number, Operator(message.operator), message.operand, message.result)
+
+
+def _value(reply: Any) -> float:
+    return float(reply.value)
+
+
+def _snapshot(reply: Any) -> Snapshot:
+    session = reply.session
+    history = tuple(_step(s) for s in session.history)
+    return Snapshot(session.token, session.value, session.step_count, history, session.initial_value)
 
 
 def _translate(error: grpc.RpcError) -> RemoteCalcError:

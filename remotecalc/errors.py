@@ -1,13 +1,19 @@
 """Every error remotecalc raises, on the server and in the client, in one hierarchy.
 
 Each class names the gRPC status code it travels as and a reason, sent in the trailing
-metadata ``remotecalc-error-reason`` so that a client can tell, say, a division by zero
-from a malformed token although both are INVALID_ARGUMENT.
+metadata ``remotecalc-error-reason`` (and as the ``ErrorInfo`` of the standard
+``google.rpc.Status``) so that a client can tell, say, a division by zero from a malformed
+token although both are INVALID_ARGUMENT.
+
+The classes build the client's tables themselves: the first class that declares a
+``code_name`` is that status code's class, and every class that declares a ``reason`` is the
+class of that reason. Every gRPC status code but OK has a class.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import grpc
@@ -16,9 +22,16 @@ if TYPE_CHECKING:
 REASON_KEY = "remotecalc-error-reason"
 #: Trailing metadata of a failed batch: the zero-based index of the operation that failed.
 INDEX_KEY = "remotecalc-operation-index"
+#: The ErrorInfo domain of every error remotecalc sends.
+ERROR_DOMAIN = "remotecalc.dev"
 
 __all__ = [
+    "ERROR_DOMAIN",
+    "Aborted",
+    "AlreadyExists",
     "CallerGone",
+    "Cancelled",
+    "DataLoss",
     "DeadlineExceeded",
     "DivisionByZero",
     "FailedPrecondition",
@@ -27,21 +40,31 @@ __all__ = [
     "InvalidOperand",
     "InvalidToken",
     "OutOfRange",
+    "OutcomeUnknown",
+    "PermissionDenied",
     "PortInUse",
     "RemoteCalcError",
     "RequestExpired",
     "RequestIdFromTheFuture",
     "RequestIdReused",
     "RequestLogFull",
+    "RequestNotDecodable",
     "ResourceExhausted",
     "ServerStopping",
     "SessionNotFound",
     "TooManySessions",
     "TooManyWatchers",
+    "Unauthenticated",
     "Unavailable",
+    "Unimplemented",
+    "Unknown",
     "WatcherTooSlow",
+    "class_for_code",
     "error_for",
 ]
+
+_BY_CODE: dict[str, type[RemoteCalcError]] = {}
+_BY_REASON: dict[str, type[RemoteCalcError]] = {}
 
 
 class RemoteCalcError(Exception):
@@ -56,12 +79,77 @@ class RemoteCalcError(Exception):
         #: In a failed batch, the zero-based index of the operation that failed.
         self.index = index
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code_name" in cls.__dict__:
+            _BY_CODE.setdefault(cls.code_name, cls)
+        if "reason" in cls.__dict__:
+            _BY_REASON[cls.reason] = cls
+
     @property
     def code(self) -> grpc.StatusCode:
         """The gRPC status code this error travels as."""
         import grpc
 
         return grpc.StatusCode[self.code_name]
+
+
+class OutcomeUnknown(RemoteCalcError):
+    """The call ended without saying whether it took effect; resolve() asks again to find out.
+
+    The client resends the same request with the same request id: the server answers a request
+    it already applied with its first reply, and applies one it never saw once. Raised by the
+    client for DEADLINE_EXCEEDED, CANCELLED and UNAVAILABLE.
+    """
+
+    #: The request id of the call whose outcome is unknown ("" for a read, which has none).
+    request_id: str = ""
+    #: The request message that was sent.
+    request: object = None
+    _resend: Callable[[], Any] | None = None
+
+    @property
+    def resolvable(self) -> bool:
+        """True when resolve() can ask again: the client made this call and it was not a Watch."""
+        return self._resend is not None
+
+    def resolve(self) -> Any:
+        """Send the same request with the same id again; return what the first call would have.
+
+        A create resolves to its Session, an apply to the new value, and so on. If this call's
+        outcome is unknown too, it raises an OutcomeUnknown that can be resolved in turn.
+        """
+        if self._resend is None:
+            raise TypeError(f"{type(self).__name__} from a Watch or a raw call cannot be resolved; watch again")
+        return self._resend()
+
+
+class Cancelled(OutcomeUnknown):
+    """The call was cancelled, by the caller or by the server, before it said how it ended."""
+
+    code_name = "CANCELLED"
+    reason = "CANCELLED"
+
+
+class Unknown(RemoteCalcError):
+    """A status remotecalc never sends: the error came from something between client and server."""
+
+    code_name = "UNKNOWN"
+    reason = "UNKNOWN"
+
+
+class InvalidArgument(RemoteCalcError):
+    """The request itself is wrong; resending it unchanged will fail again."""
+
+    code_name = "INVALID_ARGUMENT"
+    reason = "INVALID_ARGUMENT"
+
+
+class DeadlineExceeded(OutcomeUnknown):
+    """The call did not finish within its deadline; whether it took effect is unknown."""
+
+    code_name = "DEADLINE_EXCEEDED"
+    reason = "DEADLINE_EXCEEDED"
 
 
 class SessionNotFound(RemoteCalcError):
@@ -71,11 +159,81 @@ class SessionNotFound(RemoteCalcError):
     reason = "SESSION_NOT_FOUND"
 
 
-class InvalidArgument(RemoteCalcError):
-    """The request itself is wrong; resending it unchanged will fail again."""
+class AlreadyExists(RemoteCalcError):
+    """What the call would create exists already."""
 
-    code_name = "INVALID_ARGUMENT"
-    reason = "INVALID_ARGUMENT"
+    code_name = "ALREADY_EXISTS"
+    reason = "ALREADY_EXISTS"
+
+
+class PermissionDenied(RemoteCalcError):
+    """The caller may not do this."""
+
+    code_name = "PERMISSION_DENIED"
+    reason = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(RemoteCalcError):
+    """The server is out of a bounded resource."""
+
+    code_name = "RESOURCE_EXHAUSTED"
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class FailedPrecondition(RemoteCalcError):
+    """The system is not in a state in which this call can run."""
+
+    code_name = "FAILED_PRECONDITION"
+    reason = "FAILED_PRECONDITION"
+
+
+class Aborted(RemoteCalcError):
+    """The call was aborted by a conflict with another."""
+
+    code_name = "ABORTED"
+    reason = "ABORTED"
+
+
+class OutOfRange(RemoteCalcError):
+    """The result is not finite, or does not fit the contract's number type."""
+
+    code_name = "OUT_OF_RANGE"
+    reason = "RESULT_OUT_OF_RANGE"
+
+
+class Unimplemented(RemoteCalcError):
+    """The server does not have this method."""
+
+    code_name = "UNIMPLEMENTED"
+    reason = "UNIMPLEMENTED"
+
+
+class InternalError(RemoteCalcError):
+    """A fault on the server."""
+
+    code_name = "INTERNAL"
+    reason = "INTERNAL"
+
+
+class Unavailable(OutcomeUnknown):
+    """The server could not be reached or went away during the call; resolve() or retry."""
+
+    code_name = "UNAVAILABLE"
+    reason = "UNAVAILABLE"
+
+
+class DataLoss(RemoteCalcError):
+    """Data was lost or corrupted."""
+
+    code_name = "DATA_LOSS"
+    reason = "DATA_LOSS"
+
+
+class Unauthenticated(RemoteCalcError):
+    """The call carried no valid credentials."""
+
+    code_name = "UNAUTHENTICATED"
+    reason = "UNAUTHENTICATED"
 
 
 class InvalidToken(InvalidArgument):
@@ -102,18 +260,10 @@ class RequestIdReused(InvalidArgument):
     reason = "REQUEST_ID_REUSED"
 
 
-class OutOfRange(RemoteCalcError):
-    """The result is not finite, or does not fit the contract's number type."""
+class RequestNotDecodable(InvalidArgument):
+    """The request's bytes are not a message of the method's request type."""
 
-    code_name = "OUT_OF_RANGE"
-    reason = "RESULT_OUT_OF_RANGE"
-
-
-class ResourceExhausted(RemoteCalcError):
-    """The server is out of a bounded resource."""
-
-    code_name = "RESOURCE_EXHAUSTED"
-    reason = "RESOURCE_EXHAUSTED"
+    reason = "REQUEST_NOT_DECODABLE"
 
 
 class TooManySessions(ResourceExhausted):
@@ -134,42 +284,10 @@ class WatcherTooSlow(ResourceExhausted):
     reason = "WATCHER_TOO_SLOW"
 
 
-class Unavailable(RemoteCalcError):
-    """The server cannot be reached or is going away; the call may be retried."""
-
-    code_name = "UNAVAILABLE"
-    reason = "UNAVAILABLE"
-
-
 class ServerStopping(Unavailable):
-    """The server is shutting down."""
+    """The server is shutting down and refused the call before it did anything."""
 
     reason = "SERVER_STOPPING"
-
-
-class DeadlineExceeded(RemoteCalcError):
-    """The call did not finish within its deadline."""
-
-    code_name = "DEADLINE_EXCEEDED"
-    reason = "DEADLINE_EXCEEDED"
-
-
-class InternalError(RemoteCalcError):
-    """A fault on the server, or a status the client does not expect."""
-
-    code_name = "INTERNAL"
-    reason = "INTERNAL"
-
-
-class PortInUse(OSError):
-    """The address a server was asked to listen on is taken."""
-
-
-class FailedPrecondition(RemoteCalcError):
-    """The request is well formed but cannot be served in the server's present state."""
-
-    code_name = "FAILED_PRECONDITION"
-    reason = "FAILED_PRECONDITION"
 
 
 class RequestExpired(FailedPrecondition):
@@ -190,52 +308,30 @@ class RequestLogFull(ResourceExhausted):
     reason = "REQUEST_LOG_FULL"
 
 
-class CallerGone(RemoteCalcError):
+class CallerGone(DeadlineExceeded):
     """The caller cancelled or its deadline passed before the change was made, so nothing was changed.
 
     It travels as DEADLINE_EXCEEDED: a cancelled caller hears nothing, and a caller whose deadline the
     server saw pass first (its clock runs a hair ahead) gets the code its own clock would have given.
     """
 
-    code_name = "DEADLINE_EXCEEDED"
     reason = "CALLER_GONE"
 
 
-_BY_REASON: dict[str, type[RemoteCalcError]] = {
-    cls.reason: cls
-    for cls in (
-        SessionNotFound,
-        InvalidArgument,
-        InvalidToken,
-        DivisionByZero,
-        InvalidOperand,
-        RequestIdReused,
-        OutOfRange,
-        ResourceExhausted,
-        TooManySessions,
-        TooManyWatchers,
-        WatcherTooSlow,
-        Unavailable,
-        ServerStopping,
-        DeadlineExceeded,
-        InternalError,
-    )
-}
-_BY_CODE: dict[str, type[RemoteCalcError]] = {
-    "NOT_FOUND": SessionNotFound,
-    "INVALID_ARGUMENT": InvalidArgument,
-    "OUT_OF_RANGE": OutOfRange,
-    "RESOURCE_EXHAUSTED": ResourceExhausted,
-    "UNAVAILABLE": Unavailable,
-    "DEADLINE_EXCEEDED": DeadlineExceeded,
-}
+class PortInUse(OSError):
+    """The address a server was asked to listen on is taken."""
+
+
+def class_for_code(code_name: str) -> type[RemoteCalcError]:
+    """The exception class of a status code name (every code but OK has one)."""
+    return _BY_CODE.get(code_name, RemoteCalcError)
 
 
 def error_for(code_name: str, message: str, reason: str = "", index: int | None = None) -> RemoteCalcError:
     """The exception for a status code name and, when known, the server's reason."""
     cls = _BY_REASON.get(reason)
     if cls is None or cls.code_name != code_name:
-        cls = _BY_CODE.get(code_name, RemoteCalcError)
+        cls = class_for_code(code_name)
     error = cls(message or code_name, index=index)
     error.code_name = code_name
     return error

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from .engine import Engine
 from .errors import PortInUse
 from .service import SERVICE_NAMES, add_services
+from .status import Gate
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "RunningServer", "start_server"]
 
@@ -29,7 +30,16 @@ Core = Literal["sync", "aio"]
 
 # gRPC turns SO_REUSEPORT on by default: a second server on a taken port would then start
 # and silently take half of the connections, and so half of the sessions.
-_OPTIONS = [("grpc.so_reuseport", 0)]
+# A call the transport has received waits in gRPC's core until a server thread takes it; beyond
+# 1,000 such calls (3,000 for sure) the core drops new ones at random as CANCELLED, which a burst
+# of a few thousand calls on one channel reaches. Those calls never ran; the limits are raised so
+# that a burst queues instead (HTTP/2 flow control still bounds what each connection buffers).
+MAX_PENDING_CALLS = 20_000
+_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+    ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
+]
 
 _WORKERS_KEPT_FREE = 4
 
@@ -41,25 +51,40 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _bind_error(host: str, port: int) -> OSError:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                return PortInUse(errno.EADDRINUSE, f"cannot listen on {_address(host, port)}: the port is in use")
-            return OSError(error.errno, f"cannot listen on {_address(host, port)}: {error.strerror}")
-    return OSError(f"cannot listen on {_address(host, port)}")
+def _bind_error(host: str, port: int) -> OSError | None:
+    """Why host:port cannot be listened on, found by binding a probe socket; None if it can."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        return OSError(errno.EADDRNOTAVAIL, f"cannot listen on {_address(host, port)}: {error.strerror}")
+    failures: list[OSError] = []
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            # As gRPC binds: a port left in TIME_WAIT is free, one with a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    return PortInUse(errno.EADDRINUSE, f"cannot listen on {_address(host, port)}: the port is in use")
+                failures.append(error)
+    # gRPC listens if any of the host's addresses binds ("localhost" without IPv6, say).
+    if failures and len(failures) == len(addresses):
+        return OSError(failures[0].errno, f"cannot listen on {_address(host, port)}: {failures[0].strerror}")
+    return None
 
 
 def _listen(server: grpc.Server | grpc.aio.Server, host: str, port: int) -> int:
+    # Probing first keeps gRPC from logging its own error line before ours.
+    refusal = _bind_error(host, port)
+    if refusal is not None:
+        raise refusal
     try:
         bound = server.add_insecure_port(_address(host, port))
     except RuntimeError:
         bound = 0
     if bound == 0:
-        raise _bind_error(host, port)
+        raise _bind_error(host, port) or OSError(f"cannot listen on {_address(host, port)}")
     return bound
 
 
@@ -82,9 +107,10 @@ class RunningServer:
         self.core: Core = core
         self._stopped = threading.Event()
         self._key: tuple[object, ...] | None = None
+        self._gate = Gate()
         if core == "sync":
             self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=_OPTIONS)
-            add_services(self._server, engine)
+            add_services(self._server, engine, gate=self._gate)
             self._health = _add_standard_services(self._server)
             self.port = _listen(self._server, host, port)
             self._server.start()
@@ -104,7 +130,7 @@ class RunningServer:
 
     async def _start_aio(self, host: str, port: int) -> int:
         self._aio_server = grpc.aio.server(options=_OPTIONS)
-        add_services(self._aio_server, self.engine, asynchronous=True)
+        add_services(self._aio_server, self.engine, asynchronous=True, gate=self._gate)
         self._health = _add_standard_services(self._aio_server)
         bound = _listen(self._aio_server, host, port)
         await self._aio_server.start()
@@ -127,15 +153,20 @@ class RunningServer:
         with _running_lock:
             if self._key is not None and _running.get(self._key) is self:
                 del _running[self._key]
+        until = time.monotonic() + grace
         self._health.enter_graceful_shutdown()
+        # gRPC's core cancels the calls it has received but not yet handed to a handler the moment
+        # it shuts down, and those arriving then: their callers see CANCELLED. So the handlers refuse
+        # new calls first (UNAVAILABLE, SERVER_STOPPING: never started, safe to resend), watches end,
+        # the calls already running finish, and only then does the transport stop.
+        self._gate.close()
+        self.engine.shutdown()
+        self._gate.wait_empty(grace)
+        rest = max(0.0, until - time.monotonic())
         if self.core == "sync":
-            done = self._server.stop(grace)
-            self.engine.shutdown()
-            done.wait()
+            self._server.stop(rest).wait()
         else:
-            stopping = asyncio.run_coroutine_threadsafe(self._aio_server.stop(grace), self._loop)
-            self.engine.shutdown()
-            stopping.result()
+            asyncio.run_coroutine_threadsafe(self._aio_server.stop(rest), self._loop).result()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import inspect
-import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from operator import attrgetter
 from typing import Any
 
@@ -14,14 +10,12 @@ import grpc
 
 from .article import calc_pb2, calc_pb2_grpc
 from .engine import FLOAT32_MAX, Engine
-from .errors import INDEX_KEY, REASON_KEY, InternalError, RemoteCalcError
 from .model import Operator, Snapshot, Step, Update
+from .status import AsyncCore, Gate, SyncCore, register
 from .v1 import calculator_pb2 as pb
 from .v1 import calculator_pb2_grpc as pb_grpc
 
 __all__ = ["SERVICE_NAMES", "ArticleCalculator", "CalculatorV1", "add_services", "caller_waiting"]
-
-log = logging.getLogger(__name__)
 
 #: The fully qualified names of the two calculator services.
 SERVICE_NAMES = (
@@ -162,105 +156,10 @@ def update_message(update: Update) -> pb.WatchSessionResponse:
     )
 
 
-def _status(error: Exception) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
-    if not isinstance(error, RemoteCalcError):
-        # A bug must not reach the client as UNKNOWN with a Python exception text.
-        log.exception("unexpected error in a handler")
-        error = InternalError("internal server error")
-    metadata: tuple[tuple[str, str], ...] = ((REASON_KEY, error.reason),)
-    if error.index is not None:
-        metadata += ((INDEX_KEY, str(error.index)),)
-    return error.code, error.message, metadata
-
-
-def _guard_sync(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def unary(request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return method(request, context)
-        except Exception as error:  # every error becomes a status
-            code, message, metadata = _status(error)
-            context.set_trailing_metadata(metadata)
-            context.abort(code, message)
-
-    @functools.wraps(method)
-    def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        try:
-            yield from method(request, context)
-        except Exception as error:  # every error becomes a status
-            code, message, metadata = _status(error)
-            context.set_trailing_metadata(metadata)
-            context.abort(code, message)
-
-    return stream if inspect.isgeneratorfunction(method) else unary
-
-
-def _guard_async(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        try:
-            return method(request, context)
-        except Exception as error:  # every error becomes a status
-            code, message, metadata = _status(error)
-            context.set_trailing_metadata(metadata)
-            await context.abort(code, message)
-
-    @functools.wraps(method)
-    async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        # The engine's watcher blocks, so each wait runs in a thread, off the event loop.
-        loop = asyncio.get_running_loop()
-        ends = _StreamEnd(context)
-        updates = iter(method(request, ends))
-        end = object()
-        try:
-            while (message := await loop.run_in_executor(None, next, updates, end)) is not end:
-                yield message
-        except Exception as error:  # every error becomes a status
-            code, message, metadata = _status(error)
-            context.set_trailing_metadata(metadata)
-            await context.abort(code, message)
-        finally:
-            # A cancelled stream must free the thread still blocked waiting for its next update.
-            ends.run()
-
-    return stream if inspect.isgeneratorfunction(method) else unary
-
-
-class _StreamEnd:
-    """An aio context with the sync context's add_callback: the callbacks run when the stream ends."""
-
-    def __init__(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        self._context = context
-        self._callbacks: list[Callable[[], object]] = []
-
-    def add_callback(self, callback: Callable[[], object]) -> bool:
-        """Run callback when the stream ends, however it ends."""
-        self._callbacks.append(callback)
-        return True
-
-    def run(self) -> None:
-        """Run the callbacks, once."""
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._context, name)
-
-
-class _Guarded:
-    """A servicer whose every method turns exceptions into status codes."""
-
-    def __init__(self, servicer: object, guard: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-        self._servicer = servicer
-        self._guard = guard
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        return self._guard(getattr(self._servicer, name))
-
-
-def add_services(server: grpc.Server | grpc.aio.Server, engine: Engine, *, asynchronous: bool = False) -> None:
-    """Register both calculator contracts, over one engine, on a server."""
-    guard = _guard_async if asynchronous else _guard_sync
-    calc_pb2_grpc.add_CalculatorServicer_to_server(_Guarded(ArticleCalculator(engine), guard), server)  # type: ignore[arg-type]
-    pb_grpc.add_CalculatorServicer_to_server(_Guarded(CalculatorV1(engine), guard), server)  # type: ignore[arg-type]
+def add_services(
+    server: grpc.Server | grpc.aio.Server, engine: Engine, *, asynchronous: bool = False, gate: Gate | None = None
+) -> None:
+    """Register both calculator contracts, over one engine, on a server; gate, when given, counts their calls."""
+    core = (AsyncCore if asynchronous else SyncCore)(gate or Gate())
+    register(server, calc_pb2_grpc.add_CalculatorServicer_to_server, ArticleCalculator(engine), core)
+    register(server, pb_grpc.add_CalculatorServicer_to_server, CalculatorV1(engine), core)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,6 +22,7 @@ from remotecalc import (
     DivisionByZero,
     InvalidOperand,
     InvalidToken,
+    OutcomeUnknown,
     OutOfRange,
     RemoteCalcError,
     RunningServer,
@@ -27,8 +31,9 @@ from remotecalc import (
     Unavailable,
     start_server,
 )
-from remotecalc.client import DEFAULT_TIMEOUT
+from remotecalc.client import DEFAULT_TIMEOUT, uuid7
 from remotecalc.engine import Engine
+from remotecalc.errors import class_for_code, error_for
 from remotecalc.service import add_services
 
 
@@ -209,3 +214,124 @@ def test_session_operations_and_reads(client: Client) -> None:
     with pytest.raises(InvalidOperand):
         session.apply("%", 1)
     assert session.answer() == 10
+
+
+def test_every_status_code_has_its_own_class_built_from_the_classes() -> None:
+    classes = {code: class_for_code(code.name) for code in grpc.StatusCode if code is not grpc.StatusCode.OK}
+    assert len(set(classes.values())) == len(classes) == 16
+    for code, cls in classes.items():
+        assert cls.code_name == code.name
+        error = error_for(code.name, "a message")
+        assert type(error) is cls and error.code is code and isinstance(error, RemoteCalcError)
+    assert classes[grpc.StatusCode.NOT_FOUND] is SessionNotFound
+    assert classes[grpc.StatusCode.INTERNAL] is remotecalc.InternalError
+    assert classes[grpc.StatusCode.CANCELLED] is remotecalc.Cancelled
+    assert classes[grpc.StatusCode.UNIMPLEMENTED] is remotecalc.Unimplemented
+    assert classes[grpc.StatusCode.UNKNOWN] is remotecalc.Unknown
+
+
+def test_a_reason_picks_its_subclass_only_with_its_own_code() -> None:
+    assert type(error_for("INVALID_ARGUMENT", "division by zero", "DIVISION_BY_ZERO")) is DivisionByZero
+    assert type(error_for("UNAVAILABLE", "stopping", "SERVER_STOPPING")) is remotecalc.ServerStopping
+    # A reason that came with another code than its class's is not trusted: the code decides.
+    assert type(error_for("INTERNAL", "odd", "DIVISION_BY_ZERO")) is remotecalc.InternalError
+    assert type(error_for("INVALID_ARGUMENT", "new", "A_REASON_FROM_A_NEWER_SERVER")) is remotecalc.InvalidArgument
+
+
+def test_the_unknown_outcomes_are_one_family_and_the_others_are_not() -> None:
+    unknown = {
+        cls.code_name for cls in map(class_for_code, grpc.StatusCode.__members__) if issubclass(cls, OutcomeUnknown)
+    }
+    assert unknown == {"DEADLINE_EXCEEDED", "CANCELLED", "UNAVAILABLE"}
+    assert issubclass(remotecalc.ServerStopping, OutcomeUnknown)
+
+
+def test_the_rpc_error_stays_as_the_cause(client: Client) -> None:
+    with pytest.raises(DivisionByZero) as raised:
+        client.create(1).divide(0)
+    cause: Any = raised.value.__cause__
+    assert isinstance(cause, grpc.RpcError)
+    assert cause.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert cause.details() == raised.value.message
+
+
+def test_uuid7_has_the_time_version_and_variant_bits() -> None:
+    made = uuid7(0x0123_4567_89AB)
+    assert made.version == 7 and made.variant == uuid.RFC_4122
+    assert made.int >> 80 == 0x0123_4567_89AB
+    assert uuid7(1000) < uuid7(1001) < uuid7()
+    assert len({uuid7(5) for _ in range(1000)}) == 1000
+    now_ms = time.time_ns() // 1_000_000
+    assert abs((uuid7().int >> 80) - now_ms) < 60_000
+
+
+def test_a_deadline_exceeded_call_is_resolved_by_resending_it_once(server: RunningServer, client: Client) -> None:
+    session = client.create(5)
+    hurried = remotecalc.connect(server, timeout=0.05)
+    try:
+        held_up = hurried.session(session.token)
+        error = _error_while_held(server.engine._sessions[session.token].lock, lambda: held_up.add(1))
+        assert isinstance(error, DeadlineExceeded) and isinstance(error, OutcomeUnknown), error
+        assert uuid.UUID(error.request_id).version == 7
+        assert error.request.request_id == error.request_id  # type: ignore[attr-defined]
+        assert error.resolvable
+        hurried.timeout = 10
+        assert error.resolve() == 6
+        assert error.resolve() == 6
+        assert (session.value(), session.state().step_count) == (6, 1)
+        created = _error_while_held(
+            server.engine._create_lock, lambda: remotecalc.connect(server, timeout=0.05).create(7)
+        )
+        assert isinstance(created, DeadlineExceeded)
+    finally:
+        hurried.close()
+
+
+def test_an_unknown_create_resolves_to_its_session(server: RunningServer) -> None:
+    with remotecalc.connect(server, timeout=0.05) as hurried:
+        error = _error_while_held(server.engine._create_lock, lambda: hurried.create(7))
+        assert isinstance(error, DeadlineExceeded), error
+        hurried.timeout = 10
+        first = error.resolve()
+        assert isinstance(first, remotecalc.Session) and first.value() == 7
+        assert error.resolve().token == first.token
+    assert len(server.engine) == 1
+
+
+def test_a_watch_error_cannot_be_resolved(server: RunningServer, client: Client) -> None:
+    session = client.create(1)
+    watch = session.watch()
+    assert next(iter(watch)).value == 1
+    server.stop(grace=0)
+    with pytest.raises(Unavailable) as raised:
+        list(watch)
+    assert not raised.value.resolvable
+    with pytest.raises(TypeError, match="watch again"):
+        raised.value.resolve()
+
+
+def _readme_python(heading: str) -> str:
+    """The first ```python block of the README after heading, as written."""
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index(f"\n{heading}\n") :]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("```\n", start)]
+
+
+def test_the_readme_client_example_runs_as_written_and_ends(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = _readme_python("## The Python client")
+    assert '"127.0.0.1:3000"' in example
+    exec(example.replace('"127.0.0.1:3000"', repr(server.address)), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("10.5 [Step(number=1")
+    assert lines[1:] == ["StatusCode.INVALID_ARGUMENT division by zero", "5 10.5", "6 11.5", "7 12.5"]
+    assert len(server.engine) == 0  # the session was closed when its block ended
+
+
+def test_the_readme_resolve_example_runs_as_written(client: Client) -> None:
+    session = client.create(1)
+    namespace = {"remotecalc": remotecalc, "session": session}
+    exec(_readme_python("## Errors"), namespace)
+    assert namespace["value"] == 2 == session.value()

@@ -134,10 +134,10 @@ ROWS = [
 ]
 
 
-@pytest.fixture
-def capped_server(clock: FakeClock) -> Iterator[RunningServer]:
-    """A server allowed two live sessions, on the test's fake clock."""
-    with start_server(port=0, clock=clock, max_sessions=2) as running:
+@pytest.fixture(params=["sync", "aio"])
+def capped_server(clock: FakeClock, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """A server allowed two live sessions, on the test's fake clock, on each core."""
+    with start_server(port=0, clock=clock, max_sessions=2, core=request.param) as running:
         yield running
 
 
@@ -250,7 +250,8 @@ def _first_refusal(address: str) -> grpc.RpcError:
     raise AssertionError("the server still took new calls 10 s after stop() began")
 
 
-def test_a_call_in_flight_when_stop_begins_finishes_within_the_grace_period() -> None:
+def test_a_call_in_flight_when_stop_begins_finishes_and_new_calls_are_unavailable_meanwhile() -> None:
+    # Sync core only: on the aio core the engine runs on the event loop, which the held call would block.
     clock = _GateClock()
     server = start_server(port=0, clock=clock)
     with grpc.insecure_channel(server.address) as channel:
@@ -263,8 +264,16 @@ def test_a_call_in_flight_when_stop_begins_finishes_within_the_grace_period() ->
         assert clock.entered.wait(timeout=10), "the Add never reached the engine"
         stopper = threading.Thread(target=server.stop, kwargs={"grace": 10.0})
         stopper.start()
-        # gRPC's core cancels a call that arrives in the very instant it starts shutting down.
-        assert _first_refusal(server.address).code() in (UNAVAILABLE, grpc.StatusCode.CANCELLED)
+        # While a call runs, the transport still takes new calls and the handlers refuse them:
+        # never CANCELLED, which gRPC's core answers to the calls it holds when it shuts down.
+        refusal = _first_refusal(server.address)
+        assert refusal.code() is UNAVAILABLE, refusal.details()
+        assert reason_of(refusal) == "SERVER_STOPPING" and refusal.details() == "the server is stopping"
+        with grpc.insecure_channel(server.address) as other:
+            for calls in (ArticleCalls(other), V1Calls(other)):
+                again = rpc_error(lambda calls=calls: calls.apply(token, "+", 1))  # type: ignore[misc]
+                assert (again.code(), reason_of(again)) == (UNAVAILABLE, "SERVER_STOPPING")
+        assert server.running
         clock.gate.set()
         adder.join(timeout=10)
         stopper.join(timeout=30)
