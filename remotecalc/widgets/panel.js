@@ -92,7 +92,9 @@ function render({ model, el }) {
     const status = find(".remotecalc-status");
     status.textContent = gone ? GONE : view.status ?? "";
     status.dataset.state = gone ? "gone" : view.status ?? "";
-    find(".remotecalc-error").textContent = view.error ?? "";
+    const error = find(".remotecalc-error");
+    error.textContent = view.error ?? "";
+    error.title = view.error ?? "";
     for (const button of buttons) {
       const needsSession = button.dataset.key !== "new";
       button.disabled = gone || (needsSession && !view.live);

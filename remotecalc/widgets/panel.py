@@ -114,6 +114,7 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         self.body = CalculatorBody(self._on_press)
         #: The value over the steps, a plotly FigureWidget.
         self.chart = make_chart()
+        self.chart.add_class("remotecalc-chart")
         self.add_class("remotecalc-panel")
         self.children = [self.body, self.chart]
         #: The panel's own connection; its on_call feeds the RPC log.
