@@ -406,6 +406,14 @@ def test_the_embedded_panel_factory_starts_or_reuses_the_server() -> None:
             first.server.stop(grace=0)
 
 
+def test_an_initial_value_given_as_an_int_is_shown_as_any_value(server: RunningServer) -> None:
+    made = CalculatorPanel(server, initial_value=1)
+    try:
+        assert (made.value, shown(made, "value"), list(made.chart.data[0].y)) == (1.0, "1", [1.0])
+    finally:
+        made.close()
+
+
 def test_press_from_code_does_what_a_click_does(panel: CalculatorPanel) -> None:
     panel.press("new", 1.5)
     panel.press("×", 4)

@@ -236,6 +236,7 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
                 self._error = ""
 
     def _new_session(self, value: float) -> None:
+        value = float(value)  # an int from code would be shown as typed, not as the server holds it
         session = self.client.create(value)
         self._switch_to(session, SessionView(session.token, value))
 
