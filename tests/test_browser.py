@@ -350,6 +350,9 @@ def test_the_panel_works_in_notebook_7(
         page.goto(server.classic_url(CLICKS))
         editor = page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").first
         expect(editor, "Notebook 7 did not show the notebook").to_be_visible(timeout=SLOW_TIMEOUT)
+        # A cell run before the page has its kernel is dropped: wait for the kernel's indicator to say idle.
+        idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+        expect(idle, "the notebook's kernel did not start").to_be_visible(timeout=SLOW_TIMEOUT)
         editor.click()
         page.keyboard.press("Shift+Enter")
         panel = page.locator(".remotecalc-panel")

@@ -109,9 +109,9 @@ function render({ model, el }) {
       });
     table(find(".remotecalc-log"), [["method"], ["request"], ["code"], ["time", "remotecalc-num"]],
       view.log ?? [], "No calls yet: each click makes one", (row, [method, request, code, kind, time, meaning]) => {
-        cell(row, method);
+        cell(row, method, { title: method });
         cell(row, request, { title: request });
-        cell(row, code, { className: `remotecalc-code-${kind}` });
+        cell(row, code, { className: `remotecalc-code-${kind}`, title: code });
         cell(row, time, { className: "remotecalc-num", title: meaning });
       });
   };
