@@ -134,6 +134,19 @@ def test_a_number_float64_rounds_is_applied_rounded_and_shown_so(panel: Calculat
     assert panel.session is not None and panel.session.history()[0].operand == 9007199254740992.0
 
 
+def test_a_200_digit_operand_is_shown_short_with_every_digit_on_hover(panel: CalculatorPanel) -> None:
+    text = "9" * 200
+
+    click(panel, "add", text)
+
+    _, _, operand, operand_full, result, _ = shown(panel, "history")[0]
+    assert (operand, result, shown(panel, "value")) == ("1e+200", "1e+200", "1e+200")
+    assert operand_full == repr(float(text)) == "1e+200"
+    click(panel, "multiply", "1." + "3" * 198)
+    assert shown(panel, "value") == "1.33333333333e+200"
+    assert shown(panel, "value_full") == repr(1e200 * float("1." + "3" * 198))
+
+
 def test_new_session_starts_from_the_number_field_and_replaces_the_old_one(panel: CalculatorPanel) -> None:
     run_article(panel)
     first_token, first_thread = panel.token, panel.watch_thread
