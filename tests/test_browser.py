@@ -340,6 +340,26 @@ def test_after_a_kernel_restart_the_panel_says_the_kernel_is_gone(
     panel.screenshot(path=screenshots / "kernel-gone.png")
 
 
+def test_a_re_run_cell_gives_a_live_panel_and_a_kernel_that_dies_shows_as_gone(
+    clicks: tuple[Page, Locator, Locator], screenshots: Path
+) -> None:
+    """After the restart: re-running the panel's cell gives a working panel; a kernel that exits is shown gone."""
+    page, notebook, panel = clicks
+    notebook.locator(".jp-Cell .jp-InputPrompt").first.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+Enter")  # run the panel's cell again, in place
+    status = panel.locator(".remotecalc-status")
+    expect(status).to_have_text("connected", timeout=SLOW_TIMEOUT)
+    press(panel, "add", "2")
+    expect(panel.locator(".remotecalc-value")).to_have_text("2", timeout=UI_TIMEOUT)
+
+    add_cell_below_and_run(page, notebook, "import os\n\nos._exit(1)")
+
+    expect(status).to_have_text(GONE, timeout=UI_TIMEOUT)
+    expect(panel.get_by_role("button", name="add", exact=True)).to_be_disabled()
+    panel.screenshot(path=screenshots / "kernel-died.png")
+
+
 def test_the_panel_works_in_notebook_7(
     tmp_path_factory: pytest.TempPathFactory, chromium: Browser, screenshots: Path
 ) -> None:
