@@ -373,8 +373,17 @@ def test_the_panel_works_in_notebook_7(
         # A cell run before the page has its kernel is dropped: wait for the kernel's indicator to say idle.
         idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
         expect(idle, "the notebook's kernel did not start").to_be_visible(timeout=SLOW_TIMEOUT)
-        editor.click()
-        page.keyboard.press("Shift+Enter")
+        # Under load, Notebook 7 can drop a run asked for just as its kernel connects (the prompt stays
+        # "[ ]"); a person would run the cell again, and so does the test, at most three times.
+        prompt = page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").first
+        for _ in range(3):
+            editor.click()
+            page.keyboard.press("Control+Enter")
+            try:
+                expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=15_000)
+                break
+            except AssertionError:
+                continue
         panel = page.locator(".remotecalc-panel")
         expect(panel.locator(".remotecalc-status")).to_have_text("connected", timeout=SLOW_TIMEOUT)
 
