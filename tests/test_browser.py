@@ -233,7 +233,12 @@ def test_clicks_right_after_typing_compute_with_what_was_typed(clicks: tuple[Pag
 
 
 def test_click_to_visible_latency_is_reported(clicks: tuple[Page, Locator, Locator]) -> None:
-    """Median and p90 of click-to-visible time over 20 clicks, measured in the page (printed, not asserted)."""
+    """Median and p90 of click-to-visible time over 20 clicks, measured in the page (printed, not asserted).
+
+    The clock stops when the new value is in the page's DOM. Waiting for the next animation frame as
+    well would add headless Chromium's frame scheduling (about 40 ms here even with no chart at all),
+    which is not what a person at a screen waits for.
+    """
     _, _, panel = clicks
     press(panel, "new", "0")
     expect(panel.locator(".remotecalc-value")).to_have_text("0", timeout=UI_TIMEOUT)
@@ -241,7 +246,7 @@ def test_click_to_visible_latency_is_reported(clicks: tuple[Page, Locator, Locat
     expect(panel.locator(".remotecalc-history")).to_contain_text("No steps yet")
     timings = []
     for count in range(1, 21):
-        # From the click until the new value is in the page and a frame has been drawn.
+        # From the click until the new value is in the page.
         timings.append(
             panel.evaluate(
                 """(panel, expected) => new Promise((resolve) => {
@@ -250,7 +255,7 @@ def test_click_to_visible_latency_is_reported(clicks: tuple[Page, Locator, Locat
                     const observer = new MutationObserver(() => {
                         if (value.textContent === expected) {
                             observer.disconnect();
-                            requestAnimationFrame(() => resolve(performance.now() - start));
+                            resolve(performance.now() - start);
                         }
                     });
                     observer.observe(value, { childList: true, characterData: true, subtree: true });
