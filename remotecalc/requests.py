@@ -170,13 +170,12 @@ class RequestLog:
         if dated is not None:
             if now - dated > self.window:
                 raise RequestExpired(
-                    f"request_id is dated {now - dated:.0f} s ago, beyond the {self.window:.0f} s window in which"
-                    " a retry is answered: its outcome can no longer be told, so it is not applied"
+                    f"request_id is {now - dated:.0f} s old, past the {self.window:.0f} s retry window: not applied"
                 )
             if dated - now > self.skew:
                 raise RequestIdFromTheFuture(
                     f"request_id is dated {dated - now:.0f} s ahead of the server's clock"
-                    f" (at most {self.skew:.0f} s allowed): check the client's clock"
+                    f" (at most {self.skew:.0f} s): check the client's clock"
                 )
         if len(self._entries) >= self.max_entries and not self._forget(now):
             raise RequestLogFull(f"the server remembers {self.max_entries} recent request ids, its limit: retry later")

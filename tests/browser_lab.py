@@ -59,8 +59,16 @@ class RunningLab:
     log: list[str] = field(default_factory=list)
 
     def notebook_url(self, name: str) -> str:
-        """The address that opens the notebook `name` (relative to the root) in JupyterLab."""
-        return f"{self.url.rstrip('/')}/lab/tree/{name}"
+        """The address that opens the notebook `name` (relative to the root) in JupyterLab, alone.
+
+        ?reset starts from an empty workspace: without it, a second page would also reopen the notebooks
+        an earlier page left open, and the menu's commands could act on one of those.
+        """
+        return f"{self.url.rstrip('/')}/lab/tree/{name}?reset"
+
+    def classic_url(self, name: str) -> str:
+        """The address that opens the notebook `name` in Jupyter Notebook 7."""
+        return f"{self.url.rstrip('/')}/notebooks/{name}"
 
     def log_tail(self, lines: int = 40) -> str:
         """The server's last log lines, to explain a failure."""
@@ -205,8 +213,9 @@ def stop_lab(lab: RunningLab) -> tuple[list[str], list[str], set[int]]:
 
 
 @contextmanager
-def jupyter_lab(base: Path, files: dict[str, bytes]) -> Iterator[RunningLab]:
-    """Run JupyterLab serving a fresh root that holds files; stop it and assert nothing it started survives."""
+def jupyter_lab(base: Path, files: dict[str, bytes], app: str = "jupyterlab") -> Iterator[RunningLab]:
+    """Run JupyterLab (or app: "notebook" for Notebook 7) serving a fresh root that holds files; stop it and
+    assert nothing it started survives."""
     env = private_environment(base / "home")
     _write_config(Path(env["JUPYTER_CONFIG_DIR"]))
     root = base / "root"
@@ -214,7 +223,7 @@ def jupyter_lab(base: Path, files: dict[str, bytes]) -> Iterator[RunningLab]:
     for name, content in files.items():
         (root / name).write_bytes(content)
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}"],
+        [sys.executable, "-m", app, f"--ServerApp.root_dir={root}"],
         cwd=root,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -25,8 +25,6 @@ UI_TIMEOUT = 45_000
 #: Milliseconds to wait for JupyterLab to load and its kernel to start, or for all cells to run.
 SLOW_TIMEOUT = 90_000
 _LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-# ipywidgets answers a value sent from the page with an echo_update carrying the same state.
-_ECHOED_VALUE = re.compile(rb'"method":\s*"echo_update",\s*"state":\s*\{"value":\s*([-+0-9.eE]+)\}')
 
 
 def require_chromium() -> None:
@@ -108,22 +106,8 @@ def add_cell_below_and_run(page: Page, notebook: Locator, code: str) -> None:
     page.keyboard.press("Control+Enter")
 
 
-def type_number(watcher: PageWatcher, field: Locator, text: str) -> None:
-    """Type text into a number field and leave it; wait until the kernel has the new value (its echo came back).
-
-    Why wait: with ipykernel 7.4 and JupyterLab's widget subshell, a click sent a millisecond after
-    the new value can be handled before it, so the click would use the old number. A person is
-    never that fast; the test would be, so it waits as long as the kernel needs and no longer.
-    """
-    if float(field.input_value() or "nan") == float(text):
-        field.fill(text)  # unchanged: the page sends nothing, so no echo will come
-        return
-    echoed = float(text)
-
-    def is_echo(payload: str | bytes) -> bool:
-        data = payload.encode() if isinstance(payload, str) else payload
-        return any(float(found) == echoed for found in _ECHOED_VALUE.findall(data))
-
-    with watcher.kernel_socket().expect_event("framereceived", predicate=is_echo, timeout=UI_TIMEOUT):
-        field.fill(text)
-        field.blur()
+def restart_kernel(page: Page) -> None:
+    """Kernel > Restart Kernel…, from the menu bar, and confirm the dialog."""
+    page.locator("#jp-menu-panel li.lm-MenuBar-item", has_text=re.compile(r"^Kernel$")).click()
+    page.locator("li.lm-Menu-item[data-command='kernelmenu:restart']").click()
+    page.locator(".jp-Dialog .jp-mod-accept").click()

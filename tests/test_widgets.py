@@ -1,70 +1,52 @@
-"""The notebook panel against a real server: its buttons, errors, history, chart, RPC log and Watch sync."""
+"""The notebook panel against a real server, driven by the very message its page sends on a click."""
 
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
-from html.parser import HTMLParser
+from typing import Any
 
 import pytest
+import traitlets
 
 import remotecalc
 from remotecalc import Client, RunningServer
 from remotecalc.model import Operator, Step
-from remotecalc.widgets import CalculatorPanel, format_number
+from remotecalc.widgets import CalculatorPanel, embedded_panel, format_number, wait_for
 from remotecalc.widgets.view import SessionView
 
-ARTICLE = [(5.0, "+"), (3.0, "-"), (10.0, "×"), (2.0, "÷")]
+ARTICLE = [("5", "add"), ("3", "subtract"), ("10", "multiply"), ("2", "divide")]
 
 
-class _Cells(HTMLParser):
-    """The text of each body row of an HTML table."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[list[str]] = []
-        self._in_body = False
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: object) -> None:
-        if tag == "tbody":
-            self._in_body = True
-        elif tag == "tr" and self._in_body:
-            self.rows.append([])
-        elif tag == "td" and self._in_body:
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "td" and self._cell is not None:
-            self.rows[-1].append("".join(self._cell))
-            self._cell = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
+def click(panel: CalculatorPanel, key: str, text: str = "") -> None:
+    """Click a button of the page with text in the number field: the comm message the page sends, as it sends it."""
+    content = {"kind": "press", "key": key, "text": text}
+    panel.body._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
 
 
-def rows(table: str) -> list[list[str]]:
-    """The rows a user sees in an HTML table widget's value."""
-    parser = _Cells()
-    parser.feed(table)
-    return parser.rows
+def shown(panel: CalculatorPanel, part: str) -> Any:
+    """What the page shows in one part: value, token, status, error, history or log."""
+    return panel.body.view[part]
 
 
-def press(panel: CalculatorPanel, button: str, number: float | None = None) -> None:
-    """Type number (if given) into the number field, then click a button: +, -, ×, ÷, new or answer."""
-    if number is not None:
-        panel.number.value = number
-    target = {"new": panel.new_button, "answer": panel.answer_button}.get(button) or panel.buttons[button]
-    target.click()
+def history(panel: CalculatorPanel) -> list[list[str]]:
+    """The history's rows as the page shows them: #, op, operand, result (newest first)."""
+    return [[number, op, operand, result] for number, op, operand, _, result, _ in shown(panel, "history")]
+
+
+def log(panel: CalculatorPanel) -> list[list[str]]:
+    """The RPC log's rows as the page shows them: method, request, code, time (newest first)."""
+    return [[method, request, code, time] for method, request, code, _, time, _ in shown(panel, "log")]
 
 
 def run_article(panel: CalculatorPanel) -> None:
     """The article's sequence: a session at 0, then + 5, - 3, × 10, ÷ 2."""
-    press(panel, "new", 0)
-    for operand, symbol in ARTICLE:
-        press(panel, symbol, operand)
+    click(panel, "new", "0")
+    for text, key in ARTICLE:
+        click(panel, key, text)
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +54,7 @@ def nothing_escapes(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.Monkey
     """Fail a test in which a click handler or a Watch thread let an exception out."""
     escaped: list[BaseException | None] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(args.exc_value))
-    # ipywidgets logs an exception escaping a click handler as a warning (a traceback in a notebook).
+    # ipywidgets logs an exception escaping a message handler as a warning (a traceback in a notebook).
     caplog.set_level(logging.WARNING)
     yield
     assert escaped == []
@@ -89,29 +71,91 @@ def panel(server: RunningServer) -> Iterator[CalculatorPanel]:
 
 
 def test_the_article_sequence_through_the_buttons_reads_10(panel: CalculatorPanel) -> None:
-    shown = []
-    press(panel, "new", 0)
-    shown.append(panel.value_display.value)
-    for operand, symbol in ARTICLE:
-        press(panel, symbol, operand)
-        shown.append(panel.value_display.value)
+    seen = []
+    click(panel, "new", "0")
+    seen.append(shown(panel, "value"))
+    for text, key in ARTICLE:
+        click(panel, key, text)
+        seen.append(shown(panel, "value"))
 
-    assert shown == ["0", "5", "2", "20", "10"]
-    assert panel.error_display.value == ""
+    assert seen == ["0", "5", "2", "20", "10"]
+    assert (panel.value, panel.step_count, panel.error) == (10.0, 4, "")
     assert panel.token is not None
-    assert panel.token_display.value == panel.token[:6] + "…"
-    assert panel.wait_for(lambda: panel.status_display.value == "connected")
+    assert shown(panel, "token") == panel.token[:6] + "…"
+    assert panel.wait_for(lambda: shown(panel, "status") == "connected")
+
+
+def test_a_new_panel_has_a_session_at_once_so_a_second_one_joins_it(
+    panel: CalculatorPanel, server: RunningServer
+) -> None:
+    assert panel.token is not None
+    assert (shown(panel, "value"), shown(panel, "live")) == ("0", True)
+
+    other = CalculatorPanel(server, token=panel.token)
+    try:
+        assert other.token == panel.token
+        click(other, "add", "7")
+        assert panel.wait_for(lambda: panel.value == 7)
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "Type a number first: the field is empty"), ("abc", "“abc” is not a number"),
+     ("nan", "“nan” is not a number"), ("inf", "“inf” is not a number"), ("1_000", "“1_000” is not a number"),
+     ("0x10", "“0x10” is not a number"), ("1e400", "“1e400” is too large for a 64-bit float"),
+     ("-1e400", "“-1e400” is too large for a 64-bit float")],
+)  # fmt: skip
+def test_a_text_that_is_not_a_finite_number_shows_why_and_applies_nothing(
+    panel: CalculatorPanel, text: str, message: str
+) -> None:
+    click(panel, "add", "4")
+    calls = len(panel.calls)
+
+    click(panel, "multiply", text)
+
+    assert shown(panel, "error") == message
+    assert (shown(panel, "value"), panel.step_count) == ("4", 1)
+    assert len(panel.calls) == calls  # no call reached the server
+    click(panel, "new", text)
+    assert shown(panel, "error") == message
+    assert history(panel) == [["1", "+", "4", "4"]]
+
+
+def test_a_number_float64_rounds_is_applied_rounded_and_shown_so(panel: CalculatorPanel) -> None:
+    click(panel, "add", " 9007199254740993 ")  # 2**53 + 1 has no float64
+    click(panel, "subtract", "0.1000000000000000055511151231257827")
+
+    number, op, operand, operand_full, result, result_full = shown(panel, "history")[1]
+    assert (number, op, operand, operand_full) == ("1", "+", "9.00719925474e+15", "9007199254740992.0")
+    assert (result, result_full) == ("9.00719925474e+15", "9007199254740992.0")
+    assert shown(panel, "history")[0][3] == "0.1"
+    assert panel.session is not None and panel.session.history()[0].operand == 9007199254740992.0
+
+
+def test_a_200_digit_operand_is_shown_short_with_every_digit_on_hover(panel: CalculatorPanel) -> None:
+    text = "9" * 200
+
+    click(panel, "add", text)
+
+    _, _, operand, operand_full, result, _ = shown(panel, "history")[0]
+    assert (operand, result, shown(panel, "value")) == ("1e+200", "1e+200", "1e+200")
+    assert operand_full == repr(float(text)) == "1e+200"
+    click(panel, "multiply", "1." + "3" * 198)
+    assert shown(panel, "value") == "1.33333333333e+200"
+    assert shown(panel, "value_full") == repr(1e200 * float("1." + "3" * 198))
 
 
 def test_new_session_starts_from_the_number_field_and_replaces_the_old_one(panel: CalculatorPanel) -> None:
     run_article(panel)
     first_token, first_thread = panel.token, panel.watch_thread
 
-    press(panel, "new", 2.5)
+    click(panel, "new", "2.5")
 
-    assert panel.value_display.value == "2.5"
+    assert shown(panel, "value") == "2.5"
     assert panel.token != first_token
-    assert rows(panel.history_table.value) == []
+    assert history(panel) == []
     assert list(panel.chart.data[0].y) == [2.5]
     assert first_thread is not None and not first_thread.is_alive()
     assert panel.watch_thread is not None and panel.watch_thread.is_alive()
@@ -120,13 +164,12 @@ def test_new_session_starts_from_the_number_field_and_replaces_the_old_one(panel
 def test_divide_by_zero_shows_the_error_keeps_the_value_and_the_panel_works_on(panel: CalculatorPanel) -> None:
     run_article(panel)
 
-    press(panel, "÷", 0)
+    click(panel, "divide", "0")
 
-    assert panel.value_display.value == "10"
-    assert panel.error_display.value == "Division by zero (INVALID_ARGUMENT)"
-    press(panel, "+", 1)
-    assert panel.value_display.value == "11"
-    assert panel.error_display.value == ""
+    assert shown(panel, "value") == "10"
+    assert shown(panel, "error") == "Division by zero (INVALID_ARGUMENT)"
+    click(panel, "add", "1")
+    assert (shown(panel, "value"), shown(panel, "error")) == ("11", "")
 
 
 def test_answer_shows_the_final_value_and_ends_the_session(panel: CalculatorPanel, client: Client) -> None:
@@ -134,125 +177,191 @@ def test_answer_shows_the_final_value_and_ends_the_session(panel: CalculatorPane
     token, thread = panel.token, panel.watch_thread
     assert token is not None and thread is not None
 
-    press(panel, "answer")
+    click(panel, "answer")
 
-    assert panel.value_display.value == "10"
-    assert panel.status_display.value == "closed"
-    assert panel.token_display.value == "—"
-    assert all(button.disabled for button in [*panel.buttons.values(), panel.answer_button])
-    assert not panel.new_button.disabled
+    assert (shown(panel, "value"), shown(panel, "status"), shown(panel, "token")) == ("10", "closed", "—")
+    assert shown(panel, "live") is False  # the page disables + - × ÷ and Answer
     with pytest.raises(remotecalc.SessionNotFound):
         client.session(token).value()
     thread.join(timeout=5)
     assert not thread.is_alive()
-    press(panel, "+", 1)
-    assert panel.error_display.value == "No session: click New session first"
-    assert panel.value_display.value == "10"
+    click(panel, "add", "1")
+    assert shown(panel, "error") == "No session: click New session first"
+    assert shown(panel, "value") == "10"
 
 
 def test_the_server_gone_shows_an_error_and_nothing_escapes(panel: CalculatorPanel, server: RunningServer) -> None:
-    press(panel, "new", 4)
+    click(panel, "new", "4")
     # A stream still starting when the server stops can hang in grpcio (see the panel's module).
-    assert panel.wait_for(lambda: panel.status_display.value == "connected")
+    assert panel.wait_for(lambda: panel.status == "connected")
 
     server.stop(grace=0)
 
-    assert panel.wait_for(lambda: panel.status_display.value == "disconnected")
+    assert panel.wait_for(lambda: shown(panel, "status") == "disconnected")
     # Whether the stream hears the server say it is stopping, or only loses the connection, is a race.
-    assert panel.error_display.value in {
+    assert shown(panel, "error") in {
         "The server is stopping (UNAVAILABLE)",
         "The server cannot be reached (UNAVAILABLE)",
     }
-    press(panel, "+", 1)
-    assert panel.error_display.value == "The server cannot be reached (UNAVAILABLE)"
-    assert panel.value_display.value == "4"
-    press(panel, "new", 1)
-    assert rows(panel.log_table.value)[0][:3] == ["CreateSession", "value=1", "UNAVAILABLE"]
-    assert panel.status_display.value == "disconnected"
+    click(panel, "add", "1")
+    assert shown(panel, "error") == "The server cannot be reached (UNAVAILABLE)"
+    assert shown(panel, "value") == "4"
+    click(panel, "new", "1")
+    assert log(panel)[0][:3] == ["CreateSession", "value=1", "UNAVAILABLE"]
+    assert shown(panel, "status") == "disconnected"
+
+
+def test_a_panel_on_an_unreachable_server_says_so(server: RunningServer) -> None:
+    address = server.address
+    server.stop(grace=0)
+
+    made = CalculatorPanel(address, timeout=2)
+    try:
+        assert (made.status, made.token) == ("disconnected", None)
+        assert shown(made, "error") == "The server cannot be reached (UNAVAILABLE)"
+    finally:
+        made.close()
 
 
 def test_the_log_lists_calls_newest_first_bounded_with_codes_and_latencies(panel: CalculatorPanel) -> None:
     run_article(panel)
-    press(panel, "÷", 0)
+    click(panel, "divide", "0")
 
-    log = rows(panel.log_table.value)
-    assert [row[:3] for row in log] == [
+    assert [row[:3] for row in log(panel) if row[0] != "WatchSession"] == [
         ["Apply", "÷ 0", "INVALID_ARGUMENT"],
         ["Apply", "÷ 2", "OK"],
         ["Apply", "× 10", "OK"],
         ["Apply", "- 3", "OK"],
         ["Apply", "+ 5", "OK"],
         ["CreateSession", "value=0", "OK"],
+        ["CreateSession", "value=0", "OK"],
     ]
-    assert all(float(row[3]) >= 0 for row in log)
+    assert all(row[3].endswith(" ms") and float(row[3].split()[-2]) >= 0 for row in log(panel))
+    assert [kind for _, _, _, kind, _, _ in shown(panel, "log")][:2] == ["failed", "ok"]
 
     for _ in range(50):
-        press(panel, "+", 1)
-    log = rows(panel.log_table.value)
-    assert len(log) == 50
-    assert log[0][:3] == ["Apply", "+ 1", "OK"]
-    assert ["Apply", "÷ 0", "INVALID_ARGUMENT"] not in [row[:3] for row in log]
+        click(panel, "add", "1")
+    assert len(log(panel)) == 50
+    assert log(panel)[0][:3] == ["Apply", "+ 1", "OK"]
+    assert ["Apply", "÷ 0", "INVALID_ARGUMENT"] not in [row[:3] for row in log(panel)]
 
 
-def test_the_log_shows_the_watch_stream_when_it_ends(panel: CalculatorPanel) -> None:
-    press(panel, "new", 1)
+def test_the_log_shows_a_watch_stream_end_as_closed_with_how_long_it_was_open(panel: CalculatorPanel) -> None:
     token = panel.token
     assert token is not None
 
-    press(panel, "new", 2)
+    click(panel, "new", "2")
 
-    assert panel.wait_for(lambda: rows(panel.log_table.value)[0][0] == "WatchSession")
-    assert rows(panel.log_table.value)[0][1:3] == [f"token={token[:6]}…", "CANCELLED"]
+    assert panel.wait_for(lambda: log(panel)[0][0] == "WatchSession")
+    _, request, code, kind, time, meaning = shown(panel, "log")[0]
+    assert (request, code, kind, meaning) == (
+        f"token={token[:6]}…",
+        "closed",
+        "closed",
+        "how long the stream stayed open",
+    )
+    assert time.startswith("open ")
 
 
-def test_the_history_table_lists_the_steps_newest_first(panel: CalculatorPanel) -> None:
+def test_the_history_lists_the_steps_newest_first_with_full_digits_on_hover(panel: CalculatorPanel) -> None:
     run_article(panel)
+    click(panel, "add", "0.1")
+    click(panel, "add", "0.2")
 
-    assert rows(panel.history_table.value) == [
+    assert history(panel) == [
+        ["6", "+", "0.2", "10.3"],
+        ["5", "+", "0.1", "10.1"],
         ["4", "÷", "2", "10"],
         ["3", "×", "10", "20"],
         ["2", "-", "3", "2"],
         ["1", "+", "5", "5"],
     ]
+    assert shown(panel, "history")[0][5] == repr(10.1 + 0.2)
+
+
+def test_a_click_is_answered_by_one_message_with_everything_it_changed(panel: CalculatorPanel) -> None:
+    assert panel.wait_for(lambda: panel.status == "connected")
+    sent: list[dict[str, Any]] = []
+    panel.body.observe(lambda change: sent.append(change["new"]), names="view")
+
+    click(panel, "multiply", "3")
+    click(panel, "add", "2")
+
+    answers = [view for view in sent if view["presses"] in (1, 2)]
+    # The Watch stream may report a step before the click's reply does; the reply's message has it all.
+    assert [view["presses"] for view in answers][-1] == 2
+    last = answers[-1]
+    assert (last["value"], last["history"][0][:3], last["log"][0][:3]) == ("2", ["2", "+", "2"], ["Apply", "+ 2", "OK"])
+    assert len(sent) <= 4
+
+
+def test_the_state_is_traitlets_code_can_observe_and_link(panel: CalculatorPanel, client: Client) -> None:
+    class Mirror(traitlets.HasTraits):
+        value = traitlets.Float(None, allow_none=True)
+
+    mirror = Mirror()
+    traitlets.dlink((panel, "value"), (mirror, "value"))
+    steps: list[int] = []
+    panel.observe(lambda change: steps.append(change["new"]), names="step_count")
+    assert panel.token is not None
+
+    client.session(panel.token).apply_many([("+", 5), ("*", 3)])  # no click: the Watch stream brings it
+
+    assert wait_for(panel, lambda: panel.step_count == 2)
+    assert mirror.value == 15
+    assert steps == [2]
+    assert [step.number for step in panel.history] == [2, 1]
+    with pytest.raises(traitlets.TraitError):
+        panel.value = 3.0  # read-only: the session's value is the server's
 
 
 def test_the_chart_follows_the_steps(panel: CalculatorPanel) -> None:
-    press(panel, "new", 0)
+    click(panel, "new", "0")
     assert (list(panel.chart.data[0].x), list(panel.chart.data[0].y)) == ([0], [0])
 
-    for count, (operand, symbol) in enumerate(ARTICLE, start=1):
-        press(panel, symbol, operand)
+    for count, (text, key) in enumerate(ARTICLE, start=1):
+        click(panel, key, text)
         assert list(panel.chart.data[0].x) == list(range(count + 1))
 
     assert list(panel.chart.data[0].y) == [0, 5, 2, 20, 10]
-    press(panel, "÷", 0)
+    click(panel, "divide", "0")
     assert list(panel.chart.data[0].y) == [0, 5, 2, 20, 10]
+
+
+def test_an_attached_panel_charts_the_session_from_its_initial_value(server: RunningServer, client: Client) -> None:
+    session = client.create(7)
+    session.apply_many([("+", 1), ("*", 2)])
+
+    made = CalculatorPanel(server, token=session.token)
+    try:
+        assert (list(made.chart.data[0].x), list(made.chart.data[0].y)) == ([0, 1, 2], [7, 8, 16])
+    finally:
+        made.close()
 
 
 def test_two_panels_on_one_session_stay_in_sync_without_a_click(panel: CalculatorPanel, server: RunningServer) -> None:
     run_article(panel)
     other = CalculatorPanel(server, token=panel.token)
     try:
-        assert other.value_display.value == "10"
-        assert rows(other.history_table.value) == rows(panel.history_table.value)
+        assert shown(other, "value") == "10"
+        assert history(other) == history(panel)
 
-        press(panel, "+", 5)
-        assert other.wait_for_value("15")
-        press(other, "×", 2)
-        assert panel.wait_for_value("30")
-        assert rows(panel.history_table.value)[:2] == [["6", "×", "2", "30"], ["5", "+", "5", "15"]]
-        assert other.wait_for(lambda: rows(other.history_table.value) == rows(panel.history_table.value))
+        click(panel, "add", "5")
+        assert other.wait_for(lambda: shown(other, "value") == "15")
+        click(other, "multiply", "2")
+        assert panel.wait_for(lambda: shown(panel, "value") == "30")
+        assert history(panel)[:2] == [["6", "×", "2", "30"], ["5", "+", "5", "15"]]
+        assert other.wait_for(lambda: history(other) == history(panel))
         assert list(other.chart.data[0].y)[-3:] == [10, 15, 30]
 
-        press(other, "÷", 0)
-        assert panel.error_display.value == ""
+        click(other, "divide", "0")
+        assert shown(panel, "error") == ""
 
         thread = other.watch_thread
         assert thread is not None
-        press(panel, "answer")
-        assert other.wait_for(lambda: other.status_display.value == "closed")
-        assert other.value_display.value == "30"
-        assert other.buttons["+"].disabled
+        click(panel, "answer")
+        assert other.wait_for(lambda: shown(other, "status") == "closed")
+        assert (shown(other, "value"), shown(other, "live")) == ("30", False)
         thread.join(timeout=5)
         assert not thread.is_alive()
     finally:
@@ -260,21 +369,21 @@ def test_two_panels_on_one_session_stay_in_sync_without_a_click(panel: Calculato
 
 
 def test_a_session_closed_elsewhere_closes_the_panel_session(panel: CalculatorPanel, client: Client) -> None:
-    press(panel, "new", 7)
+    click(panel, "new", "7")
     assert panel.token is not None and panel.watch_thread is not None
     thread = panel.watch_thread
 
     client.session(panel.token).answer()
 
-    assert panel.wait_for(lambda: panel.status_display.value == "closed")
+    assert panel.wait_for(lambda: shown(panel, "status") == "closed")
     thread.join(timeout=5)
     assert not thread.is_alive()
-    assert panel.answer_button.disabled
+    assert shown(panel, "live") is False
 
 
 def test_closing_a_panel_ends_its_watch_thread_and_keeps_the_session(server: RunningServer, client: Client) -> None:
     made = CalculatorPanel(server)
-    press(made, "new", 3)
+    click(made, "new", "3")
     token, thread = made.token, made.watch_thread
     assert token is not None and thread is not None and thread.is_alive()
 
@@ -287,23 +396,22 @@ def test_closing_a_panel_ends_its_watch_thread_and_keeps_the_session(server: Run
 def test_attaching_to_an_unknown_token_shows_the_error(server: RunningServer) -> None:
     made = CalculatorPanel(server, token="A" * 22)
     try:
-        assert made.error_display.value.endswith("(NOT_FOUND)")
-        assert made.status_display.value == "closed"
-        assert made.buttons["+"].disabled
+        assert shown(made, "error").endswith("(NOT_FOUND)")
+        assert (shown(made, "status"), shown(made, "live")) == ("closed", False)
     finally:
         made.close()
 
 
-def test_a_panel_without_a_target_starts_or_reuses_the_embedded_server() -> None:
-    first = CalculatorPanel()
-    second = CalculatorPanel()
+def test_the_embedded_panel_factory_starts_or_reuses_the_server() -> None:
+    first = embedded_panel()
+    second = embedded_panel()
     try:
         assert first.server is not None and first.server.running
         assert second.server is first.server
         assert remotecalc.start_server() is first.server
-        press(second, "new", 6)
-        press(second, "×", 7)
-        assert second.value_display.value == "42"
+        click(second, "new", "6")
+        click(second, "multiply", "7")
+        assert shown(second, "value") == "42"
     finally:
         first.close()
         second.close()
@@ -311,25 +419,38 @@ def test_a_panel_without_a_target_starts_or_reuses_the_embedded_server() -> None
             first.server.stop(grace=0)
 
 
-def test_every_part_carries_its_css_class(panel: CalculatorPanel) -> None:
-    parts = {
-        "remotecalc-panel": panel,
-        "remotecalc-number": panel.number,
-        "remotecalc-op-add": panel.buttons["+"],
-        "remotecalc-op-subtract": panel.buttons["-"],
-        "remotecalc-op-multiply": panel.buttons["×"],
-        "remotecalc-op-divide": panel.buttons["÷"],
-        "remotecalc-new": panel.new_button,
-        "remotecalc-answer": panel.answer_button,
-        "remotecalc-value": panel.value_display,
-        "remotecalc-token": panel.token_display,
-        "remotecalc-status": panel.status_display,
-        "remotecalc-error": panel.error_display,
-        "remotecalc-history": panel.history_table,
-        "remotecalc-chart": panel.chart,
-        "remotecalc-log": panel.log_table,
-    }
-    assert [css for css, widget in parts.items() if css not in widget._dom_classes] == []
+def test_an_initial_value_given_as_an_int_is_shown_as_any_value(server: RunningServer) -> None:
+    made = CalculatorPanel(server, initial_value=1)
+    try:
+        assert (made.value, shown(made, "value"), list(made.chart.data[0].y)) == (1.0, "1", [1.0])
+    finally:
+        made.close()
+
+
+def test_press_from_code_does_what_a_click_does(panel: CalculatorPanel) -> None:
+    panel.press("new", 1.5)
+    panel.press("×", 4)
+    panel.press("-", "0.5")
+
+    assert (shown(panel, "value"), history(panel)[0]) == ("5.5", ["2", "-", "0.5", "5.5"])
+
+
+def test_an_unknown_message_from_the_page_is_ignored(panel: CalculatorPanel) -> None:
+    click(panel, "power", "2")
+    panel.body._handle_msg({"content": {"data": {"method": "custom", "content": {"kind": "x"}}}, "buffers": []})
+
+    assert (panel.step_count, len(panel.calls)) == (0, 1)
+
+
+def test_without_the_notebook_extra_the_import_says_what_to_install() -> None:
+    # A None entry in sys.modules makes that import fail as a module that is not installed would.
+    code = "import sys; sys.modules['anywidget'] = None; import remotecalc.widgets"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("ImportError: remotecalc.widgets needs the notebook extra")
+    assert last_line.endswith("pip install 'remotecalc[notebook]'")
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,32 @@
-"""The notebook calculator panel (ipywidgets 8): ``CalculatorPanel()`` as a cell's last line shows it.
+"""The notebook calculator panel: ``CalculatorPanel(server)`` as a cell's last line shows it.
 
-The chart is a plotly FigureWidget: see remotecalc.widgets.chart for why.
+Its body is one anywidget (see remotecalc.widgets.body for why); its chart is a plotly
+FigureWidget (see remotecalc.widgets.chart). Both come with the ``notebook`` extra.
 """
 
-from .panel import OPERATOR_CLASSES, CalculatorPanel
-from .render import format_number
+from __future__ import annotations
 
-__all__ = ["OPERATOR_CLASSES", "CalculatorPanel", "format_number"]
+# The panel's own dependencies are the notebook extra's, which a plain install leaves out.
+_EXTRA = ("ipywidgets", "anywidget", "plotly", "traitlets")
+try:
+    from .embedded import embedded_panel
+    from .entry import NotANumber, parse_number
+    from .panel import OPERATORS, CalculatorPanel, wait_for
+    from .render import format_number
+except ModuleNotFoundError as missing:
+    if missing.name is None or missing.name.split(".")[0] not in _EXTRA:
+        raise
+    raise ImportError(
+        f"remotecalc.widgets needs the notebook extra, which is not installed (no module {missing.name!r}): "
+        "pip install 'remotecalc[notebook]'"
+    ) from missing
+
+__all__ = [
+    "OPERATORS",
+    "CalculatorPanel",
+    "NotANumber",
+    "embedded_panel",
+    "format_number",
+    "parse_number",
+    "wait_for",
+]

@@ -22,7 +22,7 @@ __all__ = ["draw_chart", "make_chart"]
 _HEIGHT = 240
 # Step numbers are whole: one tick per step up to this many, then every n-th step.
 _MAX_TICKS = 10
-_WIDTH = 430
+_WIDTH = 740
 
 
 def make_chart() -> Any:

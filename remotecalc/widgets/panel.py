@@ -1,12 +1,15 @@
 """CalculatorPanel: a calculator session to click through in a notebook, with its history, chart and RPC log.
 
-Threads: clicks run in the kernel's main thread, the Watch stream is read in a thread of its own,
-and both change widgets. ipykernel sends comm messages from any thread (each thread gets its own
-pipe to the IOPub thread, which sends what they queue in the order they queued it), but ipywidgets
-itself is not thread-safe, so every change to the panel's widgets is made under one lock. Under it,
-updates are merged by step count (SessionView), so a click's reply and a Watch message about the
-same or an older step cannot undo a newer one, whichever arrives first. The lock is never held
-during an RPC or while joining the Watch thread, so neither side can block the other for long.
+A click reaches the kernel as one message carrying the key and the number field's text (see
+remotecalc.widgets.body); the kernel parses the text, makes the call, and sends the page the new
+state as one message. The panel's state is traitlets (value, step_count, status, error, token,
+history, calls), so code can observe or link them.
+
+Threads: clicks run where the kernel handles widget messages, the Watch stream is read in a thread
+of its own, and both change the panel; every change is made under one lock, never held during an
+RPC or while joining the Watch thread. Under it, updates are merged by step count (SessionView),
+so a click's reply and a Watch message about the same or an older step cannot undo a newer one,
+whichever arrives first.
 """
 
 from __future__ import annotations
@@ -15,34 +18,33 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
+import traitlets
 
 from ..client import DEFAULT_TIMEOUT, CallRecord, Client, Session, Watch
 from ..errors import DeadlineExceeded, RemoteCalcError, SessionNotFound, Unavailable
 from ..model import Operator, Update
-from ..server import RunningServer, start_server
 from . import render
+from .body import CalculatorBody
 from .chart import draw_chart, make_chart
+from .entry import NotANumber, parse_number
 from .view import SessionView
 
-__all__ = ["OPERATOR_CLASSES", "CalculatorPanel"]
+if TYPE_CHECKING:
+    from ..server import RunningServer
 
-#: Each operator button's symbol (its key in panel.buttons), operator and CSS class.
-OPERATOR_CLASSES: dict[str, tuple[Operator, str]] = {
-    "+": (Operator.ADD, "remotecalc-op-add"),
-    "-": (Operator.SUBTRACT, "remotecalc-op-subtract"),
-    "×": (Operator.MULTIPLY, "remotecalc-op-multiply"),
-    "÷": (Operator.DIVIDE, "remotecalc-op-divide"),
-}
+__all__ = ["OPERATORS", "CalculatorPanel", "wait_for"]
+
+#: The operator each operator button sends as its key.
+OPERATORS: dict[str, Operator] = {operator.name.lower(): operator for operator in Operator}
 NO_SESSION = "no session"
 CONNECTING = "connecting…"
 CONNECTED = "connected"
 CLOSED = "closed"
 DISCONNECTED = "disconnected"
 NEEDS_SESSION = "No session: click New session first"
-_STATUS_COLORS = {CONNECTED: "#2e7d32", DISCONNECTED: "#c62828"}
 # Closing the panel waits this long at most for its Watch thread, which a cancel ends at once;
 # the bound guards against a grpcio fault (a stream starting as its server stops that never
 # ends, which the client avoids with a channel without retries): the thread is a daemon.
@@ -63,23 +65,38 @@ class _Stream:
 class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
     """A calculator session to click through: number field, + - × ÷, New session, Answer, history, chart, RPC log.
 
-    target is a server address ("127.0.0.1:3000") or a RunningServer; without one the panel starts
-    (or, on a re-run, reuses) an embedded server with ``remotecalc.start_server()``. With token, it
-    attaches to that existing session, so that two panels can share one.
+    target is a server address ("127.0.0.1:3000") or a RunningServer. With token, the panel attaches
+    to that session; without, it opens a session holding initial_value at once, so that
+    ``CalculatorPanel(server, token=panel.token)`` right after always joins panel's session.
     """
+
+    #: The session's value as the panel last heard it; None before any session.
+    value = traitlets.Float(None, allow_none=True, read_only=True)
+    #: How many steps the session had made when the panel last heard of it.
+    step_count = traitlets.Int(0, read_only=True)
+    #: The connection state shown: no session, connecting…, connected, closed or disconnected.
+    status = traitlets.Unicode(NO_SESSION, read_only=True)
+    #: The message shown in red, "" when there is none.
+    error = traitlets.Unicode("", read_only=True)
+    #: The open session's full token, to attach a second panel with; None without a session.
+    token = traitlets.Unicode(None, allow_none=True, read_only=True)
+    #: The session's steps the panel knows, newest first (up to history_limit).
+    history = traitlets.Tuple(read_only=True)
+    #: The RPC log's records, newest first (up to log_limit).
+    calls = traitlets.Tuple(read_only=True)
 
     def __init__(
         self,
-        target: str | RunningServer | None = None,
+        target: str | RunningServer,
         *,
         token: str | None = None,
+        initial_value: float = 0.0,
         timeout: float | None = DEFAULT_TIMEOUT,
         log_limit: int = 50,
         history_limit: int = 200,
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
         self._calls: deque[CallRecord] = deque(maxlen=log_limit)
         self._history_limit = history_limit
         self._view = SessionView()
@@ -88,19 +105,29 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         self._generation = 0
         self._status = NO_SESSION
         self._error = ""
+        self._presses = 0
         self._drawn: tuple[list[int], list[float]] = ([], [])
         self._closed = False
-        if target is None:
-            target = start_server()
-        #: The server the panel talks to, when it was given (or started) one rather than an address.
-        self.server = target if isinstance(target, RunningServer) else None
-        self._build()
+        #: The server the panel talks to, when it was given one rather than an address.
+        self.server = None if isinstance(target, str) else target
+        #: The page's part: number field, buttons, value, status, error, history and log.
+        self.body = CalculatorBody(self._on_press)
+        #: The value over the steps, a plotly FigureWidget.
+        self.chart = make_chart()
+        self.chart.add_class("remotecalc-chart")
+        self.add_class("remotecalc-panel")
+        self.children = [self.body, self.chart]
         #: The panel's own connection; its on_call feeds the RPC log.
         self.client = Client(target, timeout=timeout, on_call=self._record_call)
+        try:
+            if token is None:
+                self._new_session(initial_value)
+            else:
+                self._attach(token)
+        except Exception as error:  # an unreachable server belongs in the panel, like a click's error
+            self._failed(error, self._generation)
         with self._lock:
             self._render()
-        if token is not None:
-            self._guarded(self._attach, token)
 
     # -- public -----------------------------------------------------------------------
 
@@ -110,46 +137,23 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         return self._session
 
     @property
-    def token(self) -> str | None:
-        """The open session's full token, to attach a second panel with; None without a session."""
-        session = self._session
-        return None if session is None else session.token
-
-    @property
-    def step_count(self) -> int:
-        """How many steps the session had made when the panel last heard of it."""
-        return self._view.step_count
-
-    @property
-    def status(self) -> str:
-        """The connection state shown: no session, connecting…, connected, closed or disconnected."""
-        return self._status
-
-    @property
-    def calls(self) -> list[CallRecord]:
-        """The RPC log's records, newest first."""
-        with self._lock:
-            return list(self._calls)
-
-    @property
     def watch_thread(self) -> threading.Thread | None:
         """The thread reading the current session's Watch stream, if one was started."""
         stream = self._stream
         return None if stream is None else stream.thread
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-        """Wait until predicate (say, on panel.value_display.value) holds after an update; False on timeout."""
-        with self._changed:
-            return self._changed.wait_for(predicate, timeout)
+    def press(self, key: str, number: str | float = "") -> None:
+        """Do what a click does: key is +, -, ×, ÷ (or add … divide), "new" or "answer"; number is the field's text."""
+        name = key if key in ("new", "answer") else Operator.parse(key).name.lower()
+        self._on_press(name, number if isinstance(number, str) else repr(float(number)))
 
-    def wait_for_value(self, text: str, timeout: float = 5.0) -> bool:
-        """Wait until the big value reads text ("15", as format_number writes it); False on timeout."""
-        return self.wait_for(lambda: self.value_display.value == text, timeout)
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Wait until predicate (say, on panel.value) holds after a change; False on timeout."""
+        return wait_for(self, predicate, timeout)
 
     def __repr__(self) -> str:
         # Where widgets cannot be drawn (GitHub, an untrusted notebook) this is what readers see.
-        value = getattr(self, "value_display", None)
-        shown = value.value if value is not None else "—"
+        shown = render.NOTHING if self.value is None else render.format_number(self.value)
         return f"CalculatorPanel(value={shown}, steps={self.step_count}, status={self.status!r})"
 
     def close(self) -> None:
@@ -160,109 +164,79 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         self._closed = True
         self._stop_stream()
         self.client.close()
-        for part in self._parts:
-            part.close()
+        self.body.close()
+        self.chart.close()
         super().close()
 
-    # -- building and drawing -----------------------------------------------------------
-
-    def _build(self) -> None:
-        self.add_class("remotecalc-panel")
-        self.number = widgets.FloatText(value=0.0, description="Number", layout=widgets.Layout(width="210px"))
-        self.number.add_class("remotecalc-number")
-        self.buttons: dict[str, Any] = {}
-        for symbol, (operator, css) in OPERATOR_CLASSES.items():
-            button = widgets.Button(
-                description=symbol, tooltip=operator.name.lower(), layout=widgets.Layout(width="46px")
-            )
-            button.add_class("remotecalc-op")
-            button.add_class(css)
-            button.on_click(self._on_operator(symbol))
-            self.buttons[symbol] = button
-        self.new_button = widgets.Button(
-            description="New session", tooltip="Open a session holding the number", button_style="primary"
-        )
-        self.new_button.add_class("remotecalc-new")
-        self.new_button.on_click(lambda _: self._guarded(self._new_session))
-        self.answer_button = widgets.Button(
-            description="Answer", tooltip="Close the session and show its final value", button_style="success"
-        )
-        self.answer_button.add_class("remotecalc-answer")
-        self.answer_button.on_click(lambda _: self._guarded(self._answer))
-        self.value_display = _label("remotecalc-value", width="auto", height="auto")
-        self.value_display.style.font_size = "2.6em"
-        self.token_display = _label("remotecalc-token")
-        self.status_display = _label("remotecalc-status")
-        self.error_display = _label("remotecalc-error", width="auto", height="auto")
-        self.history_table = widgets.HTML(layout=widgets.Layout(max_height="250px", overflow="auto"))
-        self.history_table.add_class("remotecalc-history")
-        self.chart = make_chart()
-        self.chart.add_class("remotecalc-chart")
-        self.log_table = widgets.HTML(layout=widgets.Layout(max_height="220px", overflow="auto"))
-        self.log_table.add_class("remotecalc-log")
-        stylesheet = widgets.HTML(render.STYLESHEET, layout=widgets.Layout(display="none"))
-        title = _label("remotecalc-title", "remotecalc")
-        header = widgets.HBox(
-            [title, self.token_display, self.status_display],
-            layout=widgets.Layout(justify_content="space-between", align_items="center"),
-        )
-        keys = widgets.HBox([self.number, *self.buttons.values()], layout=widgets.Layout(align_items="center"))
-        actions = widgets.HBox([self.new_button, self.answer_button])
-        history = widgets.VBox([_label("remotecalc-section", "History"), self.history_table])
-        history.layout = widgets.Layout(width="280px", margin="0 12px 0 0")
-        chart = widgets.VBox([_label("remotecalc-section", "Value over steps"), self.chart])
-        log = widgets.VBox([_label("remotecalc-section", "RPC log, newest first"), self.log_table])
-        body = widgets.HBox([history, chart])
-        self.children = [stylesheet, header, self.value_display, keys, actions, self.error_display, body, log]
-        self.layout = widgets.Layout(width="100%", max_width="780px", padding="8px 12px")
-        self._parts = [*_descendants(self)]
+    # -- drawing ------------------------------------------------------------------------
 
     def _render(self) -> None:
-        """Show the view, status and error; the lock is held."""
+        """Set the traits and send the page the state as one message; the lock is held."""
         view = self._view
-        self.value_display.value = render.NOTHING if view.value is None else render.format_number(view.value)
-        self.value_display.tooltip = None if view.value is None else repr(view.value)
-        token = self.token
-        self.token_display.value = render.short_token(token)
-        self.token_display.tooltip = token
-        self.status_display.value = self._status
-        self.status_display.style.text_color = _STATUS_COLORS.get(self._status)
-        self.error_display.value = self._error
-        for button in (*self.buttons.values(), self.answer_button):
-            button.disabled = self._session is None
-        self.history_table.value = render.history_html(view.recent_steps(self._history_limit))
+        token = None if self._session is None else self._session.token
+        steps = view.recent_steps(self._history_limit)
+        calls = tuple(self._calls)
+        with self.hold_trait_notifications():
+            self.set_trait("value", view.value)
+            self.set_trait("step_count", view.step_count)
+            self.set_trait("status", self._status)
+            self.set_trait("error", self._error)
+            self.set_trait("token", token)
+            self.set_trait("history", tuple(steps))
+            self.set_trait("calls", calls)
+            self.body.view = {
+                "value": render.NOTHING if view.value is None else render.format_number(view.value),
+                "value_full": "" if view.value is None else render.full_number(view.value),
+                "token": render.short_token(token),
+                "token_full": token or "",
+                "status": self._status,
+                "error": self._error,
+                "live": self._session is not None,
+                "history": render.history_rows(steps),
+                "log": render.log_rows(calls),
+                # Every click gets an answer, even one that changes nothing (the page stops waiting).
+                "presses": self._presses,
+            }
         points = view.chart_points()
         if points != self._drawn:
             draw_chart(self.chart, *points)
             self._drawn = points
-        self._changed.notify_all()
 
-    # -- clicks (main thread) ---------------------------------------------------------------
+    # -- clicks ---------------------------------------------------------------------------
 
-    def _guarded(self, action: Callable[..., None], *args: Any) -> None:
-        """Run a click's action; any error becomes the panel's message, never a traceback."""
+    def _on_press(self, key: str, text: str) -> None:
+        """Handle one click: key and the field's text at that moment; never lets an exception out."""
+        generation = self._generation
         try:
-            action(*args)
+            if key == "answer":
+                self._answer()
+            elif key == "new":
+                self._new_session(parse_number(text))
+            else:
+                self._apply(OPERATORS[key], parse_number(text))
+        except NotANumber as error:
+            with self._lock:
+                self._error = str(error)
         except Exception as error:  # ipywidgets would print an escaping one to the log console
-            self._failed(error, self._generation)
+            self._failed(error, generation)
+        with self._lock:
+            self._presses += 1
+            self._render()
 
-    def _on_operator(self, symbol: str) -> Callable[[Any], None]:
-        return lambda _: self._guarded(self._apply, symbol)
-
-    def _apply(self, symbol: str) -> None:
+    def _apply(self, operator: Operator, operand: float) -> None:
         session, generation = self._session, self._generation
         if session is None:
-            self._say(NEEDS_SESSION)
+            with self._lock:
+                self._error = NEEDS_SESSION
             return
-        step = session.apply_step(OPERATOR_CLASSES[symbol][0], float(self.number.value))
+        step = session.apply_step(operator, operand)
         with self._lock:
             if generation == self._generation:
                 self._view.merge(step.result, step.number, (step,))
                 self._error = ""
-                self._render()
 
-    def _new_session(self) -> None:
-        value = float(self.number.value)
+    def _new_session(self, value: float) -> None:
+        value = float(value)  # an int from code would be shown as typed, not as the server holds it
         session = self.client.create(value)
         self._switch_to(session, SessionView(session.token, value))
 
@@ -274,12 +248,14 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         with self._lock:
             if generation == self._generation:
                 self._view.merge(snapshot.value, snapshot.step_count, snapshot.history)
-                self._render()
+                if snapshot.step_count == 0 or (snapshot.history and snapshot.history[0].number == 1):
+                    self._view.start_at(snapshot.initial_value)
 
     def _answer(self) -> None:
         session, generation = self._session, self._generation
         if session is None:
-            self._say(NEEDS_SESSION)
+            with self._lock:
+                self._error = NEEDS_SESSION
             return
         final = session.answer()
         with self._lock:
@@ -288,7 +264,6 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
                 self._session = None
                 self._status = CLOSED
                 self._error = ""
-                self._render()
 
     def _switch_to(self, session: Session, view: SessionView) -> int:
         """Make session the panel's, with a new Watch stream; return its generation."""
@@ -300,7 +275,6 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
             self._view = view
             self._status = CONNECTING
             self._error = ""
-            self._render()
         stream = _Stream(generation, session.watch(), session.token)
         stream.thread = threading.Thread(
             target=self._read_stream, args=(stream,), name=f"remotecalc-watch-{session.token[:6]}", daemon=True
@@ -323,7 +297,7 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
     # -- from either thread -------------------------------------------------------------------
 
     def _failed(self, error: Exception, generation: int, *, stream_lost: bool = False) -> None:
-        """Show error; a lost Watch stream, like an unreachable server, leaves the panel disconnected."""
+        """Take error in; a lost Watch stream, like an unreachable server, leaves the panel disconnected."""
         with self._lock:
             self._error = render.error_text(error)
             if isinstance(error, SessionNotFound):
@@ -333,36 +307,31 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
                     self._status = CLOSED
             elif stream_lost or isinstance(error, (Unavailable, DeadlineExceeded)):
                 self._status = DISCONNECTED
-            self._render()
-
-    def _say(self, message: str) -> None:
-        with self._lock:
-            self._error = message
-            self._render()
 
     def _record_call(self, record: CallRecord) -> None:
+        # Drawn with the step it belongs to, so that a click makes one message, not two.
         with self._lock:
             self._calls.appendleft(record)
-            self.log_table.value = render.log_html(self._calls)
-            self._changed.notify_all()
 
     # -- the Watch thread ------------------------------------------------------------------------
 
     def _read_stream(self, stream: _Stream) -> None:
         started = time.perf_counter()
-        code = "OK"
+        code = render.WATCH_CLOSED
         try:
             for update in stream.watch:
                 self._take_update(stream.generation, update)
         except Exception as error:  # the stream's end belongs in the panel, not on the console
-            code = error.code_name if isinstance(error, RemoteCalcError) else "UNKNOWN"
             if not stream.cancelled:
+                code = error.code_name if isinstance(error, RemoteCalcError) else "UNKNOWN"
                 self._failed(error, stream.generation, stream_lost=True)
-        else:
-            if stream.cancelled:
-                code = "CANCELLED"
         request = f"token={stream.token[:6]}…"
-        self._record_call(CallRecord("WatchSession", request, code, (time.perf_counter() - started) * 1000))
+        with self._lock:
+            self._calls.appendleft(
+                CallRecord(render.WATCH_METHOD, request, code, (time.perf_counter() - started) * 1000)
+            )
+            if not self._closed:
+                self._render()
 
     def _take_update(self, generation: int, update: Update) -> None:
         with self._lock:
@@ -380,15 +349,27 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
                 self._render()
 
 
-def _label(css: str, text: str = "", **layout: str) -> Any:
-    label = widgets.Label(text, layout=widgets.Layout(**layout))
-    label.add_class(css)
-    return label
+def wait_for(panel: CalculatorPanel, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Wait until predicate holds, checking it after each change of the panel's traits; False on timeout."""
+    changed = threading.Event()
 
+    def note(_change: Any) -> None:
+        changed.set()
 
-def _descendants(box: Any) -> list[Any]:
-    found = []
-    for child in getattr(box, "children", ()):
-        found.append(child)
-        found.extend(_descendants(child))
-    return found
+    def holds() -> bool:
+        # Under the panel's lock: a change in progress in another thread is seen whole or not at all.
+        with panel._lock:
+            return predicate()
+
+    panel.observe(note, names=traitlets.All)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            changed.clear()
+            if holds():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not changed.wait(remaining):
+                return holds()
+    finally:
+        panel.unobserve(note, names=traitlets.All)

@@ -48,6 +48,10 @@ class SessionView:
         """Mark the session closed with the final value the server answered."""
         self.merge(final_value, self.step_count, closed=True)
 
+    def start_at(self, initial_value: float) -> None:
+        """Chart the session's value before its first step, as the server says it started."""
+        self.points.setdefault(0, initial_value)
+
     def recent_steps(self, limit: int) -> list[Step]:
         """Up to limit steps, newest first."""
         return [self.steps[number] for number in sorted(self.steps, reverse=True)[:limit]]
