@@ -45,12 +45,12 @@ SANITIZE_CONFIG = NOTEBOOK_DIR / "sanitize.cfg"
 #: The marker of a cell whose output nbval does not compare (a timing, a chart of timings).
 IGNORE_OUTPUT = "# NBVAL_IGNORE_OUTPUT"
 #: What differs between two runs in saved widget state, which nbval does not compare: session tokens, whole
-#: and cut short, plotly's trace ids, and the latencies in the panel's RPC log.
+#: and cut short, plotly's trace ids, and the times in the panel's RPC log.
 VOLATILE_STATE = [
     (re.compile(r'"[A-Za-z0-9_-]{22}"'), '"TOKEN"'),
     (re.compile(r"\b[A-Za-z0-9_-]{6}…"), "TOKEN…"),
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "UUID"),
-    (re.compile(r'(<td class=\\"remotecalc-num\\">)[0-9.]+(</td></tr>)'), r"\1MS\2"),
+    (re.compile(r'"(open )?[0-9.]+ m?s"'), '"TIME"'),
 ]
 
 
