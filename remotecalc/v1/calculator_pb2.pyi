@@ -447,16 +447,22 @@ class WatchSessionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
+    AFTER_STEP_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """The session to watch."""
+    after_step: _builtins.int
+    """Resume after this step: the stream starts with the steps after it (when the server still
+    has them), so a client whose stream broke misses and repeats nothing. 0: start from now.
+    """
     def __init__(
         self,
         *,
         token: _builtins.str = ...,
+        after_step: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_step", b"after_step", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
