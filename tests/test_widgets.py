@@ -190,14 +190,19 @@ def test_answer_shows_the_final_value_and_ends_the_session(panel: CalculatorPane
     assert shown(panel, "value") == "10"
 
 
-def test_the_server_gone_shows_an_error_and_nothing_escapes(panel: CalculatorPanel, server: RunningServer) -> None:
+def test_the_server_gone_shows_an_error_and_nothing_escapes(server: RunningServer) -> None:
+    panel = CalculatorPanel(server, timeout=1.0)
+    statuses: list[str] = []
+    panel.observe(lambda change: statuses.append(change["new"]), names="status")
     click(panel, "new", "4")
     # A stream still starting when the server stops can hang in grpcio (see the panel's module).
     assert panel.wait_for(lambda: panel.status == "connected")
 
     server.stop(grace=0)
 
+    # The Watch tries to resume for the client's timeout (1 s here), then gives up.
     assert panel.wait_for(lambda: shown(panel, "status") == "disconnected")
+    assert statuses[-2:] == ["reconnecting…", "disconnected"]
     # Whether the stream hears the server say it is stopping, or only loses the connection, is a race.
     assert shown(panel, "error") in {
         "The server is stopping (UNAVAILABLE)",
@@ -209,6 +214,7 @@ def test_the_server_gone_shows_an_error_and_nothing_escapes(panel: CalculatorPan
     click(panel, "new", "1")
     assert log(panel)[0][:3] == ["CreateSession", "value=1", "UNAVAILABLE"]
     assert shown(panel, "status") == "disconnected"
+    panel.close()
 
 
 def test_a_panel_on_an_unreachable_server_says_so(server: RunningServer) -> None:

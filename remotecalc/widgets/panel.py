@@ -42,6 +42,7 @@ OPERATORS: dict[str, Operator] = {operator.name.lower(): operator for operator i
 NO_SESSION = "no session"
 CONNECTING = "connecting…"
 CONNECTED = "connected"
+RECONNECTING = "reconnecting…"
 CLOSED = "closed"
 DISCONNECTED = "disconnected"
 NEEDS_SESSION = "No session: click New session first"
@@ -74,7 +75,7 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
     value = traitlets.Float(None, allow_none=True, read_only=True)
     #: How many steps the session had made when the panel last heard of it.
     step_count = traitlets.Int(0, read_only=True)
-    #: The connection state shown: no session, connecting…, connected, closed or disconnected.
+    #: The connection state shown: no session, connecting…, connected, reconnecting…, closed or disconnected.
     status = traitlets.Unicode(NO_SESSION, read_only=True)
     #: The message shown in red, "" when there is none.
     error = traitlets.Unicode("", read_only=True)
@@ -275,7 +276,9 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
             self._view = view
             self._status = CONNECTING
             self._error = ""
-        stream = _Stream(generation, session.watch(), session.token)
+        stream = _Stream(
+            generation, session.watch(on_resume=lambda error: self._resuming(generation, error)), session.token
+        )
         stream.thread = threading.Thread(
             target=self._read_stream, args=(stream,), name=f"remotecalc-watch-{session.token[:6]}", daemon=True
         )
@@ -332,6 +335,15 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
             )
             if not self._closed:
                 self._render()
+
+    def _resuming(self, generation: int, error: RemoteCalcError | None) -> None:
+        """The Watch stream broke (error) and is being opened again, or was (None): say so."""
+        with self._lock:
+            if generation != self._generation or self._closed:
+                return
+            self._status = RECONNECTING if error is not None else CONNECTED
+            self._error = render.error_text(error) if error is not None else ""
+            self._render()
 
     def _take_update(self, generation: int, update: Update) -> None:
         with self._lock:
