@@ -40,6 +40,9 @@ _OPTIONS = [
     ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
     ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
 ]
+# Workers of one `remotecalc serve --workers N` share their port: their parent checked it was free
+# and holds it (remotecalc.workers), so they skip the probe and turn SO_REUSEPORT on.
+_WORKER_OPTIONS = [("grpc.so_reuseport", 1), *_OPTIONS[1:]]
 
 _WORKERS_KEPT_FREE = 4
 
@@ -74,9 +77,9 @@ def _bind_error(host: str, port: int) -> OSError | None:
     return None
 
 
-def _listen(server: grpc.Server | grpc.aio.Server, host: str, port: int) -> int:
+def _listen(server: grpc.Server | grpc.aio.Server, host: str, port: int, *, shared: bool = False) -> int:
     # Probing first keeps gRPC from logging its own error line before ours.
-    refusal = _bind_error(host, port)
+    refusal = None if shared else _bind_error(host, port)
     if refusal is not None:
         raise refusal
     try:
@@ -101,18 +104,22 @@ def _add_standard_services(server: grpc.Server | grpc.aio.Server) -> health.Heal
 class RunningServer:
     """A calculator server running in background threads: its address, and a way to stop it."""
 
-    def __init__(self, engine: Engine, host: str, port: int, core: Core, max_workers: int) -> None:
+    def __init__(
+        self, engine: Engine, host: str, port: int, core: Core, max_workers: int, *, shared_port: bool = False
+    ) -> None:
         self.engine = engine
+        self._shared_port = shared_port
+        options = _WORKER_OPTIONS if shared_port else _OPTIONS
         self.host = host
         self.core: Core = core
         self._stopped = threading.Event()
         self._key: tuple[object, ...] | None = None
         self._gate = Gate()
         if core == "sync":
-            self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=_OPTIONS)
+            self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
             add_services(self._server, engine, gate=self._gate)
             self._health = _add_standard_services(self._server)
-            self.port = _listen(self._server, host, port)
+            self.port = _listen(self._server, host, port, shared=shared_port)
             self._server.start()
         else:
             self._loop = asyncio.new_event_loop()
@@ -129,10 +136,10 @@ class RunningServer:
                 raise
 
     async def _start_aio(self, host: str, port: int) -> int:
-        self._aio_server = grpc.aio.server(options=_OPTIONS)
+        self._aio_server = grpc.aio.server(options=_WORKER_OPTIONS if self._shared_port else _OPTIONS)
         add_services(self._aio_server, self.engine, asynchronous=True, gate=self._gate)
         self._health = _add_standard_services(self._aio_server)
-        bound = _listen(self._aio_server, host, port)
+        bound = _listen(self._aio_server, host, port, shared=self._shared_port)
         await self._aio_server.start()
         return bound
 
@@ -199,13 +206,15 @@ def start_server(
     clock: Callable[[], float] = time.monotonic,
     core: Core = "sync",
     max_workers: int = 32,
+    shared_port: bool = False,
 ) -> RunningServer:
     """Start a server in background threads; the same arguments again return the running one.
 
     Port 0 picks a free port. Loopback unless host says otherwise. Servers still running
-    when the interpreter exits are stopped then.
+    when the interpreter exits are stopped then. shared_port is for the workers of
+    `remotecalc serve --workers N` (SO_REUSEPORT on a port their parent holds).
     """
-    key = (host, port, max_sessions, idle_timeout, history_limit, clock, core, max_workers)
+    key = (host, port, max_sessions, idle_timeout, history_limit, clock, core, max_workers, shared_port)
     with _running_lock:
         existing = _running.get(key)
         if existing is not None and existing.running:
@@ -218,7 +227,7 @@ def start_server(
             max_watchers=max(1, max_workers - _WORKERS_KEPT_FREE),
             clock=clock,
         )
-        server = RunningServer(engine, host, port, core, max_workers)
+        server = RunningServer(engine, host, port, core, max_workers, shared_port=shared_port)
         engine.start()
         server._key = key
         _running[key] = server

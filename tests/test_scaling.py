@@ -56,7 +56,13 @@ def test_calls_are_spread_over_every_replica() -> None:
         remotecalc.start_server(port=0, clock=FakeClock()) as two,
     ):
         with remotecalc.connect(f"{one.address},{two.address}") as client:
+            # Calls go to the replicas whose connection is ready: at first, maybe only one.
+            for _ in range(200):
+                client.create(0)
+                if len(one.engine) and len(two.engine):
+                    break
+            before = (len(one.engine), len(two.engine))
             for n in range(20):
                 client.create(n)
-        # round_robin: each new call goes to the next ready replica.
-        assert (len(one.engine), len(two.engine)) == (10, 10)
+        # Once both are ready, round_robin sends each new call to the next one.
+        assert (len(one.engine) - before[0], len(two.engine) - before[1]) == (10, 10)
