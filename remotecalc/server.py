@@ -8,7 +8,7 @@ import errno
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from concurrent import futures
 from types import TracebackType
 from typing import Literal
@@ -17,10 +17,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from .engine import Engine
 from .errors import PortInUse
 from .service import SERVICE_NAMES, add_services
 from .status import Gate
+from .stores import Store, open_store
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "RunningServer", "start_server"]
 
@@ -105,8 +105,9 @@ class RunningServer:
     """A calculator server running in background threads: its address, and a way to stop it."""
 
     def __init__(
-        self, engine: Engine, host: str, port: int, core: Core, max_workers: int, *, shared_port: bool = False
+        self, engine: Store, host: str, port: int, core: Core, max_workers: int, *, shared_port: bool = False
     ) -> None:
+        #: Where this server's sessions live (the in-memory engine by default).
         self.engine = engine
         self._shared_port = shared_port
         options = _WORKER_OPTIONS if shared_port else _OPTIONS
@@ -193,7 +194,9 @@ class RunningServer:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<RunningServer {self.address} {state}, {len(self.engine)} sessions>"
+        engine = self.engine
+        where = f"{len(engine)} sessions" if isinstance(engine, Sized) else f"sessions in {engine!r}"
+        return f"<RunningServer {self.address} {state}, {where}>"
 
 
 def start_server(
@@ -206,20 +209,23 @@ def start_server(
     clock: Callable[[], float] = time.monotonic,
     core: Core = "sync",
     max_workers: int = 32,
+    store: str | Store | None = None,
     shared_port: bool = False,
 ) -> RunningServer:
     """Start a server in background threads; the same arguments again return the running one.
 
     Port 0 picks a free port. Loopback unless host says otherwise. Servers still running
-    when the interpreter exits are stopped then. shared_port is for the workers of
-    `remotecalc serve --workers N` (SO_REUSEPORT on a port their parent holds).
+    when the interpreter exits are stopped then. store is where sessions live: None or "memory"
+    (this process), a ``redis://HOST:PORT/DB`` or ``rediss://`` URL, or a store object. shared_port
+    is for the workers of `remotecalc serve --workers N` (SO_REUSEPORT on a port their parent holds).
     """
-    key = (host, port, max_sessions, idle_timeout, history_limit, clock, core, max_workers, shared_port)
+    key = (host, port, max_sessions, idle_timeout, history_limit, clock, core, max_workers, store, shared_port)
     with _running_lock:
         existing = _running.get(key)
         if existing is not None and existing.running:
             return existing
-        engine = Engine(
+        engine = open_store(
+            store,
             max_sessions=max_sessions,
             idle_timeout=idle_timeout,
             history_limit=history_limit,
