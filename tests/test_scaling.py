@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
 import pytest
 from conftest import FakeClock, free_port
+from processes import WAIT
 
 import remotecalc
+from remotecalc import Update
 from remotecalc.client import grpc_target
 
 
@@ -66,3 +73,144 @@ def test_calls_are_spread_over_every_replica() -> None:
                 client.create(n)
         # Once both are ready, round_robin sends each new call to the next one.
         assert (len(one.engine) - before[0], len(two.engine) - before[1]) == (10, 10)
+
+
+# -- replicas on one Redis store -------------------------------------------------------------------
+
+_REPLICA = (
+    "import signal, remotecalc; "
+    "server = remotecalc.start_server(port={port}, store={url!r}); "
+    "print('listening on', server.address, flush=True); "
+    "signal.sigwait({{signal.SIGTERM, signal.SIGINT}}); server.stop(0)"
+)
+
+
+class Replica:
+    """A replica in a process of its own (start_server on the Redis store), to SIGKILL."""
+
+    def __init__(self, url: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        code = _REPLICA.format(port=self.port, url=url)
+        self.process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # bounded: the process prints it or ends
+        assert line == f"listening on {self.address}\n", line
+
+    def kill(self) -> None:
+        """SIGKILL it, as a crash would."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(WAIT)
+
+
+def test_replicas_on_one_store_share_sessions_and_a_stopped_one_costs_no_call(redis_url: str) -> None:
+    one = remotecalc.start_server(port=0, store=redis_url, clock=FakeClock())
+    two = remotecalc.start_server(port=0, store=redis_url, clock=FakeClock())
+    try:
+        with remotecalc.connect([one, two]) as both, remotecalc.connect(two) as only_two:
+            session = both.create(1)
+            with only_two.session(session.token).watch() as updates:
+                seen = iter(updates)
+                assert next(seen).value == 1
+                assert [session.add(1) for _ in range(4)] == [2, 3, 4, 5]
+                one.stop(grace=0)
+                assert [session.add(1) for _ in range(4)] == [6, 7, 8, 9]
+                assert [next(seen).step_count for _ in range(8)] == list(range(1, 9))
+            assert session.value() == 9
+    finally:
+        one.stop(grace=0)
+        two.stop(grace=0)
+
+
+class _Writer(threading.Thread):
+    """Adds 1 to its own session, ops times, through every replica; settles each unknown outcome by its request id."""
+
+    def __init__(self, client: remotecalc.Client, ops: int, progress: threading.Condition) -> None:
+        super().__init__(daemon=True)
+        self.session = client.create(0)
+        self.ops = ops
+        self.acknowledged = 0
+        self.resolved = 0
+        self.failure: BaseException | None = None
+        self._progress = progress
+
+    def run(self) -> None:
+        try:
+            for _ in range(self.ops):
+                try:
+                    self.session.add(1)
+                except remotecalc.OutcomeUnknown as unknown:
+                    self._settle(unknown)
+                with self._progress:
+                    self.acknowledged += 1
+                    self._progress.notify_all()
+        except BaseException as error:  # kept for the test to report
+            self.failure = error
+            with self._progress:
+                self._progress.notify_all()
+
+    def _settle(self, unknown: remotecalc.OutcomeUnknown) -> None:
+        for _ in range(10):
+            try:
+                unknown.resolve()
+                self.resolved += 1
+                return
+            except remotecalc.OutcomeUnknown as again:
+                unknown = again
+        raise AssertionError("an outcome stayed unknown through 10 resends")
+
+
+def test_killed_replicas_under_load_lose_and_double_nothing_and_watches_resume(redis_url: str) -> None:
+    first, second = Replica(redis_url), Replica(redis_url)
+    restarted: Replica | None = None
+    progress = threading.Condition()
+    try:
+        with remotecalc.connect([first.address, second.address], timeout=10) as client:
+            writers = [_Writer(client, 120, progress) for _ in range(3)]
+            watched = writers[0].session
+            # Two watches: round_robin may put both on one replica, so both replicas are killed in turn.
+            watches = [watched.watch() for _ in range(2)]
+            streams = [iter(watch) for watch in watches]
+            assert [next(stream).step_count for stream in streams] == [0, 0]
+            seen: list[list[int]] = [[], []]
+            readers = [
+                threading.Thread(target=_read_steps, args=(stream, seen[i], 120), daemon=True)
+                for i, stream in enumerate(streams)
+            ]
+            for thread in (*writers, *readers):
+                thread.start()
+
+            def done(count: int) -> bool:
+                return all(w.acknowledged >= count or w.failure or not w.is_alive() for w in writers)
+
+            with progress:
+                assert progress.wait_for(lambda: done(30), WAIT)
+            first.kill()
+            restarted = Replica(redis_url, first.port)
+            with progress:
+                assert progress.wait_for(lambda: done(70), WAIT)
+            second.kill()
+            for thread in (*writers, *readers):
+                thread.join(WAIT)
+            assert [w.failure for w in writers] == [None, None, None]
+            # Every acknowledged add is there exactly once.
+            assert [w.acknowledged for w in writers] == [120, 120, 120]
+            assert [w.session.state().step_count for w in writers] == [120, 120, 120]
+            assert [w.session.value() for w in writers] == [120.0, 120.0, 120.0]
+            # Each watch saw every step once, in order, across a broken stream.
+            assert seen == [list(range(1, 121)), list(range(1, 121))]
+            assert all(watch.resumes >= 1 for watch in watches)
+            for watch in watches:
+                watch.cancel()
+    finally:
+        for replica in (first, second, restarted):
+            if replica is not None:
+                replica.kill()
+
+
+def _read_steps(stream: Iterator[Update], seen: list[int], last: int) -> None:
+    for update in stream:
+        seen.extend(step.number for step in update.steps)
+        if update.step_count >= last:
+            return
