@@ -19,7 +19,9 @@ from .server import DEFAULT_HOST, DEFAULT_PORT, start_server
 ARTICLE_SEQUENCE = (("+", 5.0), ("-", 3.0), ("*", 10.0), ("/", 2.0))
 
 
-def serve(host: str, port: int, *, max_sessions: int, idle_timeout: float, grace: float, core: str) -> int:
+def serve(
+    host: str, port: int, *, max_sessions: int, idle_timeout: float, grace: float, core: str, store: str = "memory"
+) -> int:
     """Serve in the foreground until Ctrl-C or SIGTERM; return the exit code."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -35,10 +37,14 @@ def serve(host: str, port: int, *, max_sessions: int, idle_timeout: float, grace
             max_sessions=max_sessions,
             idle_timeout=idle_timeout,
             core=core,  # type: ignore[arg-type]
+            store=store,
         )
     except OSError as error:
         print(f"remotecalc: {error.strerror or error}", file=sys.stderr)
         return 1
+    except (ImportError, ValueError) as error:
+        print(f"remotecalc: {error}", file=sys.stderr)
+        return 2
     print(f"remotecalc listening on {server.address} (Ctrl-C to stop)", flush=True)
     stop.wait()
     print("remotecalc stopping", flush=True)
@@ -139,6 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SECONDS",
         help="seconds calls in flight get to finish on stop (%(default)s)",
     )
+    serve_parser.add_argument(
+        "--store",
+        default="memory",
+        metavar="URL",
+        help="where sessions live: memory, or redis://HOST:PORT/DB or rediss://… shared by replicas"
+        " (a password in the URL or in REMOTECALC_REDIS_PASSWORD) (%(default)s)",
+    )
     serve_parser.add_argument("--core", choices=("sync", "aio"), default="sync", help="gRPC server core (%(default)s)")
     commands.add_parser("demo", help="run the article's sequence on an embedded server")
     args = parser.parse_args(argv)
@@ -153,5 +166,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             idle_timeout=args.idle_timeout,
             grace=args.grace,
             core=args.core,
+            store=args.store,
         )
     return demo()
