@@ -28,6 +28,7 @@ def serve(
     idle_timeout: float,
     grace: float,
     core: str,
+    store: str = "memory",
     shared_port: bool = False,
 ) -> int:
     """Serve in the foreground until Ctrl-C or SIGTERM; return the exit code."""
@@ -47,11 +48,15 @@ def serve(
             max_sessions=max_sessions,
             idle_timeout=idle_timeout,
             core=core,  # type: ignore[arg-type]
+            store=store,
             shared_port=shared_port,
         )
     except OSError as error:
         print(f"remotecalc: {error.strerror or error}", file=sys.stderr)
         return 1
+    except (ImportError, ValueError) as error:
+        print(f"remotecalc: {error}", file=sys.stderr)
+        return 2
     print(f"remotecalc listening on {server.address} (Ctrl-C to stop)", flush=True)
     stop.wait()
     print("remotecalc stopping", flush=True)
@@ -152,6 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SECONDS",
         help="seconds calls in flight get to finish on stop (%(default)s)",
     )
+    serve_parser.add_argument(
+        "--store",
+        default="memory",
+        metavar="URL",
+        help="where sessions live: memory, or redis://HOST:PORT/DB or rediss://… shared by replicas"
+        " (a password in the URL or in REMOTECALC_REDIS_PASSWORD) (%(default)s)",
+    )
     serve_parser.add_argument("--core", choices=("sync", "aio"), default="sync", help="gRPC server core (%(default)s)")
     serve_parser.add_argument(
         "--workers",
@@ -177,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             idle_timeout=args.idle_timeout,
             grace=args.grace,
             core=args.core,
+            store=args.store,
             shared_port=args.shared_port,
         )
     return demo()
@@ -184,8 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """`serve --workers N`: refuse sessions split between processes, else run the workers."""
-    store = getattr(args, "store", None)
-    if store is None or not isinstance(store, str) or not store.startswith(("redis://", "rediss://")):
+    store: str = args.store
+    if not store.startswith(("redis://", "rediss://")):
         parser.error(
             f"--workers {args.workers} needs a shared store (--store redis://HOST:PORT/DB): "
             "with sessions in memory, each worker would hold its own"

@@ -9,7 +9,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
+from itertools import islice, repeat
 from operator import itemgetter
 
 from .errors import (
@@ -486,13 +486,14 @@ def steps_after(history: Sequence[Step], step_count: int, after_step: int) -> tu
         return ()
     if after_step > step_count:
         raise FailedPrecondition(f"after_step {after_step} is ahead of the session's {step_count} steps")
-    first = history[0].number if history else step_count + 1
-    if after_step + 1 < first:
+    missed = step_count - after_step
+    # Numbers only grow along the history: its last `missed` steps are the ones wanted if the first is.
+    if len(history) < missed or history[len(history) - missed].number != after_step + 1:
         raise StepsNotKept(
-            f"steps no longer kept: the session keeps steps {first} to {step_count},"
-            f" not those after {after_step}: watch from now (after_step 0)"
+            f"steps no longer kept: not every step after {after_step} (of {step_count}) is kept:"
+            " watch from now (after_step 0)"
         )
-    return tuple(history[len(history) - (step_count - after_step) :])
+    return tuple(islice(history, len(history) - (step_count - after_step), None))
 
 
 def compute_many(value: float, operations: Sequence[tuple[int, float]], alive: Alive | None = None) -> list[float]:
