@@ -5,14 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 from conftest import FakeClock, free_port
+from load import Writer, read_steps
 from processes import WAIT
 
 import remotecalc
-from remotecalc import Update
 from remotecalc.client import grpc_target
 
 
@@ -123,51 +122,13 @@ def test_replicas_on_one_store_share_sessions_and_a_stopped_one_costs_no_call(re
         two.stop(grace=0)
 
 
-class _Writer(threading.Thread):
-    """Adds 1 to its own session, ops times, through every replica; settles each unknown outcome by its request id."""
-
-    def __init__(self, client: remotecalc.Client, ops: int, progress: threading.Condition) -> None:
-        super().__init__(daemon=True)
-        self.session = client.create(0)
-        self.ops = ops
-        self.acknowledged = 0
-        self.resolved = 0
-        self.failure: BaseException | None = None
-        self._progress = progress
-
-    def run(self) -> None:
-        try:
-            for _ in range(self.ops):
-                try:
-                    self.session.add(1)
-                except remotecalc.OutcomeUnknown as unknown:
-                    self._settle(unknown)
-                with self._progress:
-                    self.acknowledged += 1
-                    self._progress.notify_all()
-        except BaseException as error:  # kept for the test to report
-            self.failure = error
-            with self._progress:
-                self._progress.notify_all()
-
-    def _settle(self, unknown: remotecalc.OutcomeUnknown) -> None:
-        for _ in range(10):
-            try:
-                unknown.resolve()
-                self.resolved += 1
-                return
-            except remotecalc.OutcomeUnknown as again:
-                unknown = again
-        raise AssertionError("an outcome stayed unknown through 10 resends")
-
-
 def test_killed_replicas_under_load_lose_and_double_nothing_and_watches_resume(redis_url: str) -> None:
     first, second = Replica(redis_url), Replica(redis_url)
     restarted: Replica | None = None
     progress = threading.Condition()
     try:
         with remotecalc.connect([first.address, second.address], timeout=10) as client:
-            writers = [_Writer(client, 120, progress) for _ in range(3)]
+            writers = [Writer(client, 120, progress) for _ in range(3)]
             watched = writers[0].session
             # Two watches: round_robin may put both on one replica, so both replicas are killed in turn.
             watches = [watched.watch() for _ in range(2)]
@@ -175,7 +136,7 @@ def test_killed_replicas_under_load_lose_and_double_nothing_and_watches_resume(r
             assert [next(stream).step_count for stream in streams] == [0, 0]
             seen: list[list[int]] = [[], []]
             readers = [
-                threading.Thread(target=_read_steps, args=(stream, seen[i], 120), daemon=True)
+                threading.Thread(target=read_steps, args=(stream, seen[i], 120), daemon=True)
                 for i, stream in enumerate(streams)
             ]
             for thread in (*writers, *readers):
@@ -207,10 +168,3 @@ def test_killed_replicas_under_load_lose_and_double_nothing_and_watches_resume(r
         for replica in (first, second, restarted):
             if replica is not None:
                 replica.kill()
-
-
-def _read_steps(stream: Iterator[Update], seen: list[int], last: int) -> None:
-    for update in stream:
-        seen.extend(step.number for step in update.steps)
-        if update.step_count >= last:
-            return

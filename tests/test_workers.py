@@ -13,7 +13,8 @@ import sys
 import threading
 
 import pytest
-from processes import WAIT, run_python
+from load import Writer, read_steps
+from processes import WAIT, Served, run_python
 
 import remotecalc
 
@@ -140,3 +141,41 @@ def test_several_workers_on_the_in_memory_store_are_refused_with_why() -> None:
         "remotecalc serve: error: --workers 2 needs a shared store (--store redis://HOST:PORT/DB): "
         "with sessions in memory, each worker would hold its own"
     )
+
+
+def test_a_killed_worker_under_load_loses_and_doubles_nothing_and_a_watch_resumes(redis_url: str) -> None:
+    served = Served("--port", "0", "--workers", "2", "--store", redis_url)
+    progress = threading.Condition()
+    try:
+        found = _LISTENING.search(served.next_line())
+        assert found, served.output
+        address, pids = found.group(1), [int(p) for p in found.group(3).split()]
+        # A client per thread: each its own connection, which the kernel gives to either worker.
+        clients = [remotecalc.connect(address, timeout=10) for _ in range(4)]
+        writers = [Writer(client, 100, progress) for client in clients[:3]]
+        watch = clients[3].session(writers[0].session.token).watch()
+        stream = iter(watch)
+        assert next(stream).step_count == 0
+        seen: list[int] = []
+        reader = threading.Thread(target=read_steps, args=(stream, seen, 100), daemon=True)
+        for thread in (*writers, reader):
+            thread.start()
+        with progress:
+            assert progress.wait_for(lambda: all(w.acknowledged >= 30 or not w.is_alive() for w in writers), WAIT)
+        for pid in pids:  # both, one after the other: whichever held a connection loses it
+            os.kill(pid, signal.SIGKILL)
+            assert _ends_within(pid)
+        for thread in (*writers, reader):
+            thread.join(WAIT)
+        assert [w.failure for w in writers] == [None, None, None]
+        assert [w.acknowledged for w in writers] == [100, 100, 100]
+        assert [w.session.state().step_count for w in writers] == [100, 100, 100]
+        assert seen == list(range(1, 101))
+        watch.cancel()
+        for client in clients:
+            client.close()
+        assert served.stop(signal.SIGTERM) == 0
+    finally:
+        served.kill()
+    # The supervisor replaced both workers (stderr, once it has ended).
+    assert served.stderr_text().count("was killed by SIGKILL; started worker") == 2
