@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
@@ -66,8 +66,9 @@ class _Stream:
 class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
     """A calculator session to click through: number field, + - × ÷, New session, Answer, history, chart, RPC log.
 
-    target is a server address ("127.0.0.1:3000") or a RunningServer. With token, the panel attaches
-    to that session; without, it opens a session holding initial_value at once, so that
+    target is a server address ("127.0.0.1:3000"), several replicas' ("a:1,b:2" or a list, balanced as
+    remotecalc.connect does; a broken Watch resumes on another) or a RunningServer. With token, the panel
+    attaches to that session; without, it opens a session holding initial_value at once, so that
     ``CalculatorPanel(server, token=panel.token)`` right after always joins panel's session.
     """
 
@@ -88,7 +89,7 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
 
     def __init__(
         self,
-        target: str | RunningServer,
+        target: str | RunningServer | Sequence[str | RunningServer],
         *,
         token: str | None = None,
         initial_value: float = 0.0,
@@ -110,7 +111,7 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         self._drawn: tuple[list[int], list[float]] = ([], [])
         self._closed = False
         #: The server the panel talks to, when it was given one rather than an address.
-        self.server = None if isinstance(target, str) else target
+        self.server = target if not isinstance(target, (str, Sequence)) else None
         #: The page's part: number field, buttons, value, status, error, history and log.
         self.body = CalculatorBody(self._on_press)
         #: The value over the steps, a plotly FigureWidget.
