@@ -168,3 +168,34 @@ def test_killed_replicas_under_load_lose_and_double_nothing_and_watches_resume(r
         for replica in (first, second, restarted):
             if replica is not None:
                 replica.kill()
+
+
+def test_a_watch_broken_before_any_step_resumes_with_the_steps_it_missed(redis_url: str) -> None:
+    # after_step 0 means "from now", so a watch that had delivered no step yet fills the gap from the history.
+    one = remotecalc.start_server(port=0, store=redis_url, clock=FakeClock())
+    two = remotecalc.start_server(port=0, store=redis_url, clock=FakeClock())
+    again: remotecalc.RunningServer | None = None
+    try:
+        with remotecalc.connect(one, timeout=10) as watcher, remotecalc.connect(two) as writer:
+            session = writer.create(1)
+            breaks: list[str] = []
+            watch = watcher.session(session.token).watch(on_resume=lambda error: breaks.append(repr(error)))
+            updates = iter(watch)
+            assert next(updates).step_count == 0
+            one.stop(grace=0)
+            assert [session.add(1) for _ in range(3)] == [2, 3, 4]
+            again = remotecalc.start_server(port=one.port, store=redis_url, clock=FakeClock())
+            update = next(updates)
+            assert (update.step_count, [step.number for step in update.steps], update.value) == (3, [1, 2, 3], 4)
+            session.add(1)
+            assert [step.number for step in next(updates).steps] == [4]
+            assert (
+                watch.resumes >= 1
+                and breaks[0].startswith(("ServerStopping(", "Unavailable("))
+                and breaks[-1] == "None"
+            )
+            watch.cancel()
+    finally:
+        for server in (one, two, again):
+            if server is not None:
+                server.stop(grace=0)

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 import traitlets
+from conftest import FakeClock
 
 import remotecalc
-from remotecalc import Client, RunningServer
+from remotecalc import Client, RunningServer, start_server
 from remotecalc.model import Operator, Step
 from remotecalc.widgets import CalculatorPanel, embedded_panel, format_number, wait_for
 from remotecalc.widgets.view import SessionView
@@ -474,3 +475,25 @@ def test_an_older_update_never_overwrites_a_newer_one() -> None:
 
     assert not view.merge(5.0, 1, [Step(1, Operator.ADD, 5.0, 5.0)])
     assert (view.value, view.step_count) == (10.0, 2)
+
+
+def test_panels_on_two_replicas_carry_on_when_one_stops(redis_url: str) -> None:
+    one = start_server(port=0, store=redis_url, clock=FakeClock())
+    two = start_server(port=0, store=redis_url, clock=FakeClock())
+    left = CalculatorPanel([one, two], initial_value=1)
+    right = CalculatorPanel([two.address, one.address], token=left.token)
+    try:
+        click(left, "add", "41")
+        assert right.wait_for(lambda: right.value == 42)
+        one.stop(grace=0)
+        click(left, "divide", "2")
+        click(right, "multiply", "2")
+        for panel in (left, right):
+            assert panel.wait_for(lambda panel=panel: panel.value == 42 and panel.status == "connected")
+            assert [row[0] for row in history(panel)] == ["3", "2", "1"]
+            assert shown(panel, "error") == ""
+    finally:
+        left.close()
+        right.close()
+        one.stop(grace=0)
+        two.stop(grace=0)
