@@ -58,10 +58,7 @@ PASSWORD_VARIABLE = "REMOTECALC_REDIS_PASSWORD"
 _T = TypeVar("_T")
 _OPERATORS = {int(operator): operator for operator in Operator}
 _NOT_FOUND = "no live session has this token: it was closed, expired or never made"
-_UNREACHABLE = (
-    "the session store (Redis) is unreachable or failed during the call: a change may or may not have been"
-    " made; retry with the same request_id to find out"
-)
+_UNREACHABLE = "the session store (Redis) is unreachable: a change may or may not be made; retry with its request_id"
 # A lost compare-and-set re-reads and recomputes; this many lost races in a row is contention enough.
 _RETRIES = 64
 
