@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 
+import grpc
 import pytest
 from conftest import FakeClock, free_port
 from load import Writer, read_steps
@@ -13,6 +14,7 @@ from processes import WAIT
 
 import remotecalc
 from remotecalc.client import grpc_target
+from remotecalc.errors import StepsNotKept
 
 
 @pytest.mark.parametrize(
@@ -195,6 +197,32 @@ def test_a_watch_broken_before_any_step_resumes_with_the_steps_it_missed(redis_u
                 and breaks[-1] == "None"
             )
             watch.cancel()
+    finally:
+        for server in (one, two, again):
+            if server is not None:
+                server.stop(grace=0)
+
+
+def test_a_watch_that_cannot_resume_without_a_gap_says_so(redis_url: str) -> None:
+    # Only the last 3 steps are kept: a watch that missed 5 cannot resume without skipping some.
+    def replica(port: int = 0) -> remotecalc.RunningServer:
+        return remotecalc.start_server(port=port, store=redis_url, clock=FakeClock(), history_limit=3)
+
+    one, two = replica(), replica()
+    again: remotecalc.RunningServer | None = None
+    try:
+        with remotecalc.connect(one, timeout=10) as watcher, remotecalc.connect(two) as writer:
+            session = writer.create(0)
+            updates = iter(watcher.session(session.token).watch())
+            assert next(updates).step_count == 0
+            session.add(1)
+            assert next(updates).step_count == 1
+            one.stop(grace=0)
+            session.apply_many([("+", 1)] * 5)  # one change, of which only the last 3 steps are kept
+            again = replica(one.port)
+            with pytest.raises(StepsNotKept) as raised:
+                next(updates)
+            assert raised.value.code is grpc.StatusCode.FAILED_PRECONDITION
     finally:
         for server in (one, two, again):
             if server is not None:
