@@ -39,7 +39,9 @@ class _Worker:
 
     def __init__(self, command: list[str], ended: threading.Event) -> None:
         env = {**os.environ, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+        # A session of its own: Ctrl-C in a terminal reaches the parent only, which stops the workers
+        # itself, so that no worker ends first and is taken for a crash and replaced.
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
         self.listening = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._wait, args=(ended,), daemon=True).start()
