@@ -189,15 +189,20 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
-        """A store on the Redis at url (redis://, rediss://); a password missing from it comes from the env."""
+        """A store on the Redis at url (redis://, rediss://, redis+cluster://); a password may come from the env."""
         _requires_redis()
         extra: dict[str, Any] = {}
         parts = urlsplit(url)
         if not parts.password and os.environ.get(PASSWORD_VARIABLE):
             extra["password"] = os.environ[PASSWORD_VARIABLE]
-        # No automatic retry: a resent script whose first run committed would apply twice.
-        client = redis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
         shown = parts._replace(netloc=f"{parts.hostname}:{parts.port or 6379}").geturl()
+        # No automatic retry: a resent script whose first run committed would apply twice.
+        client: Any
+        if parts.scheme.endswith("+cluster"):
+            plain = parts._replace(scheme=parts.scheme.removesuffix("+cluster")).geturl()
+            client = redis.RedisCluster.from_url(plain, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
+        else:
+            client = redis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
         return cls(client, name=shown, **options)
 
     def __repr__(self) -> str:
@@ -219,7 +224,11 @@ class RedisStore:
             feeds = list(self._feeds)
         for feed in feeds:
             feed.end(ServerStopping("the server is stopping"))
-        self._redis.connection_pool.disconnect(inuse_connections=False)
+        pool = getattr(self._redis, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect(inuse_connections=False)
+        else:
+            self._redis.disconnect_connection_pools()
 
     def create(self, value: float, *, request_id: str = "", alive: Alive | None = None) -> str:
         """Open a session holding value and return its token."""
@@ -456,8 +465,9 @@ class RedisStore:
         if count is None or value is None:
             raise SessionNotFound(_NOT_FOUND)
         kept: list[Step] = []
-        for _, fields in replies[2] if after_step else ():
-            kept.extend(map(_step, fields.get("s", "").split("\n") if fields.get("s") else ()))
+        for _, raw in replies[2] if after_step else ():
+            text = _fields(raw).get("s")
+            kept.extend(map(_step, text.split("\n")) if text else ())
         steps = steps_after(kept, int(count), after_step)
         last_id = newest[0][0] if newest else "0-0"
         return Update(token, float(value), int(count), steps, False), last_id
@@ -465,6 +475,13 @@ class RedisStore:
     def _detach(self, feed: _Feed) -> None:
         with self._feeds_lock:
             self._feeds.discard(feed)
+
+
+def _fields(raw: dict[str, str] | list[str]) -> dict[str, str]:
+    """A stream entry's fields as a dict: a Cluster pipeline leaves them a flat list."""
+    if isinstance(raw, dict):
+        return raw
+    return dict(zip(raw[::2], raw[1::2], strict=True))
 
 
 def _value_and_count(text: str) -> tuple[float, int]:
