@@ -94,6 +94,11 @@ def _rate(stub: pb_grpc.CalculatorStub, token: str, seconds: float, batch: int) 
     return done / (time.perf_counter() - start)
 
 
+def _bytes(client: redis.Redis, token: str) -> int:
+    """The bytes Redis holds for a session's keys (MEMORY USAGE, all samples)."""
+    return sum(client.memory_usage(key, samples=0) or 0 for key in client.scan_iter(match=f"*{{{token}}}*"))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the comparison and print a table of medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -128,10 +133,20 @@ def main(argv: list[str] | None = None) -> None:
                 stub = pb_grpc.CalculatorStub(channel)
                 token = stub.CreateSession(pb.CreateSessionRequest(value=0), timeout=10).session.token
                 client = redis.Redis.from_url(url, decode_responses=True)
-                fresh = sum(client.memory_usage(key) or 0 for key in client.scan_iter(match=f"*{{{token}}}*"))
-                stub.Apply(pb.ApplyRequest(token=token, operation=pb.Operation(operator=pb.OPERATOR_ADD, operand=1)))
-                one = sum(client.memory_usage(key) or 0 for key in client.scan_iter(match=f"*{{{token}}}*"))
-            print(f"bytes per session in Redis (MEMORY USAGE): new {fresh}, after one Apply {one}")
+                operation = pb.Operation(operator=pb.OPERATOR_ADD, operand=1)
+                for node_bytes in (4096, 512, 256):
+                    # A stream's first node is preallocated at stream-node-max-bytes (4 KB by default).
+                    client.config_set("stream-node-max-bytes", node_bytes)
+                    token = stub.CreateSession(pb.CreateSessionRequest(value=0), timeout=10).session.token
+                    fresh = _bytes(client, token)
+                    stub.Apply(pb.ApplyRequest(token=token, operation=operation), timeout=10)
+                    one = _bytes(client, token)
+                    for _ in range(99):
+                        stub.Apply(pb.ApplyRequest(token=token, operation=operation), timeout=10)
+                    print(
+                        f"bytes per session in Redis (MEMORY USAGE), stream-node-max-bytes {node_bytes}:"
+                        f" new {fresh}, after 1 Apply {one}, after 100 {_bytes(client, token)}"
+                    )
         finally:
             for server in servers.values():
                 server.stop()

@@ -7,12 +7,14 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from conftest import free_port
 
 #: Debian's redis-server (apt install redis-server), which the README's test command installs.
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 WAIT = 30.0
 _READY = "Ready to accept connections"
 
@@ -20,8 +22,11 @@ _READY = "Ready to accept connections"
 class RedisServer:
     """One redis-server on 127.0.0.1 with its data in directory; AOF with the given appendfsync."""
 
-    def __init__(self, directory: Path, *, appendfsync: str = "always", port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, *, appendfsync: str = "always", port: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         self.directory = directory
+        self.extra = extra
         self.appendfsync = appendfsync
         self.port = port or free_port()
         self.process: subprocess.Popen[str] | None = None
@@ -46,6 +51,7 @@ class RedisServer:
                 "--daemonize", "no",
                 "--logfile", "",
                 "--protected-mode", "yes",
+                *self.extra,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -84,3 +90,46 @@ class RedisServer:
                 self.process.wait(WAIT)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class RedisClusterServers:
+    """A Redis Cluster of masters on loopback, one redis-server each, created with redis-cli --cluster."""
+
+    def __init__(self, directory: Path, masters: int = 3) -> None:
+        self.nodes = []
+        for index in range(masters):
+            node_dir = directory / f"node{index}"
+            node_dir.mkdir()
+            self.nodes.append(RedisServer(node_dir, extra=("--cluster-enabled", "yes")))
+
+    @property
+    def url(self) -> str:
+        """The redis+cluster:// URL remotecalc takes: any node; the client learns the others."""
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self) -> None:
+        """Start the nodes, join them into a cluster and return once it serves every slot."""
+        for node in self.nodes:
+            node.start()
+        created = subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in self.nodes), "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+        )
+        assert created.returncode == 0, created.stdout + created.stderr
+        deadline = time.monotonic() + WAIT
+        while not all(self._ok(node) for node in self.nodes):
+            assert time.monotonic() < deadline, "the cluster did not reach cluster_state:ok"
+            time.sleep(0.05)  # polling the cluster's own state, not waiting for time to pass
+
+    def _ok(self, node: RedisServer) -> bool:
+        info = subprocess.run(
+            [REDIS_CLI, "-p", str(node.port), "cluster", "info"], capture_output=True, text=True, timeout=WAIT
+        )
+        return "cluster_state:ok" in info.stdout
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for node in self.nodes:
+            node.stop()

@@ -17,6 +17,7 @@ from conftest import FakeClock
 from contracts import V1Calls, reason_of, rpc_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis_servers import RedisClusterServers
 
 from remotecalc import RunningServer, start_server
 from remotecalc.engine import FLOAT32_MAX, Engine
@@ -77,9 +78,24 @@ def _outcome(store: Any, tokens: list[str], action: tuple[Any, ...]) -> Any:
 
 
 @pytest.fixture(scope="module")
-def redis_store(redis_url: str) -> Iterator[RedisStore]:
-    """A Redis store on the test run's redis-server, keeping HISTORY steps like its in-memory twin."""
-    store = RedisStore.from_url(redis_url, history_limit=HISTORY)
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A 3-master Redis Cluster on loopback, for this module's tests."""
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module", params=["single", "cluster"])
+def redis_store(request: pytest.FixtureRequest) -> Iterator[RedisStore]:
+    """A Redis store keeping HISTORY steps like its in-memory twin: on one redis-server, then on a Cluster."""
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
+    else:
+        url = request.getfixturevalue("redis_url")
+    store = RedisStore.from_url(url, history_limit=HISTORY)
     yield store
     store.shutdown()
 
@@ -128,7 +144,7 @@ def test_every_key_of_a_session_shares_one_hash_tag_and_expires_with_the_idle_ti
     store.apply(token, 1, 2.0, request_id=uuid.uuid4().hex)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     keys = sorted(client.scan_iter(match=f"*{token}*"))
-    assert len(keys) == 4 and all(f"{{{token}}}" in key for key in keys), keys
+    assert len(keys) == 3 and all(f"{{{token}}}" in key for key in keys), keys
     session_keys = [key for key in keys if ":q:" not in key]
     assert all(80_000 < client.pttl(key) <= 90_000 for key in session_keys)
     # The stored reply of a request id lives as long as a retry may come: the window and the skew.
@@ -227,3 +243,26 @@ def test_without_redis_py_the_redis_store_says_how_to_install_it(redis_url: str)
     ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert ran.returncode != 0
     assert "pip install 'remotecalc[redis]'" in ran.stderr
+
+
+def test_a_server_on_a_redis_cluster_spreads_sessions_over_the_masters_and_serves_them(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    with (
+        start_server(port=0, clock=FakeClock(), store=redis_cluster.url) as server,
+        grpc.insecure_channel(server.address) as channel,
+    ):
+        calls = V1Calls(channel)
+        tokens = [calls.create(index) for index in range(24)]
+        for index, token in enumerate(tokens):
+            assert calls.apply(token, "*", 2) == 2 * index
+        watch_channel, watch = _watch(server.address, tokens[5], after_step=0)
+        updates = iter(watch)
+        assert next(updates).value == 10
+        calls.apply(tokens[5], "+", 1)
+        assert [step.result for step in next(updates).steps] == [11.0]
+        watch.cancel()
+        watch_channel.close()
+        assert calls.close(tokens[5]) == 11
+    sizes = [redis.Redis(port=node.port).dbsize() for node in redis_cluster.nodes]
+    assert all(size > 0 for size in sizes), sizes

@@ -81,7 +81,7 @@ class Store(Protocol):
 
 
 def open_store(store: str | Store | None = None, **memory_options: Any) -> Store:
-    """A store from its URL (``memory``, ``redis://…``, ``rediss://…``) or the store itself.
+    """A store from its URL (``memory``, ``redis://…``, ``rediss://…``, ``redis+cluster://…``) or the store itself.
 
     memory_options are the in-memory engine's (max_sessions, idle_timeout, clock...); a Redis
     store takes idle_timeout, history_limit and max_watchers from them too (expiry is Redis TTL).
@@ -90,7 +90,7 @@ def open_store(store: str | Store | None = None, **memory_options: Any) -> Store
         return Engine(**memory_options)
     if not isinstance(store, str):
         return store
-    if store.startswith(("redis://", "rediss://", "unix://")):
+    if store.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "unix://")):
         from .redis import RedisStore
 
         options = {

@@ -11,12 +11,15 @@ a session share the Cluster hash tag {token}.
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import secrets
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -62,36 +65,29 @@ _UNREACHABLE = "the session store (Redis) is unreachable: a change may or may no
 # A lost compare-and-set re-reads and recomputes; this many lost races in a row is contention enough.
 _RETRIES = 64
 
-# KEYS: state hash, history list, watch stream[, reply of this request id].
-# ARGV: expected step count, kind (a change / c close), new step count, new value, TTL ms,
-# history limit, stream MAXLEN, reply, reply TTL ms, history entries...
+# KEYS: state hash, watch stream[, reply of this request id].
+# ARGV: expected step count, kind (a change / c close), new step count, new value, TTL ms, the
+# oldest stream id the history still needs, reply, reply TTL ms, the change's steps (packed).
 _COMMIT = """
-if #KEYS == 4 then
-  local done = redis.call('GET', KEYS[4])
+if #KEYS == 3 then
+  local done = redis.call('GET', KEYS[3])
   if done then return {'dup', done} end
 end
 local state = redis.call('HMGET', KEYS[1], 'n', 'v')
 if not state[1] then return {'gone'} end
 if state[1] ~= ARGV[1] then return {'moved', state[1], state[2]} end
 if ARGV[2] == 'c' then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], ARGV[3] .. '-1', 'p', ARGV[1], 'v', ARGV[4], 'c', '1')
-  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+  redis.call('DEL', KEYS[1])
+  redis.call('XADD', KEYS[2], ARGV[3] .. '-1', 'p', ARGV[1], 'v', ARGV[4], 'c', '1')
 else
   redis.call('HSET', KEYS[1], 'n', ARGV[3], 'v', ARGV[4])
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  if #ARGV >= 10 then
-    for i = 10, #ARGV, 500 do
-      redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 499, #ARGV)))
-    end
-    redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1)
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], ARGV[3] .. '-0',
-      'p', ARGV[1], 'v', ARGV[4], 's', table.concat(ARGV, '\\n', 10))
+  if ARGV[9] ~= '' then
+    redis.call('XADD', KEYS[2], 'MINID', ARGV[6], ARGV[3] .. '-0', 'p', ARGV[1], 'v', ARGV[4], 's', ARGV[9])
   end
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
-  redis.call('PEXPIRE', KEYS[3], ARGV[5])
 end
-if #KEYS == 4 then redis.call('SET', KEYS[4], ARGV[8], 'PX', ARGV[9]) end
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+if #KEYS == 3 then redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[8]) end
 return {'ok'}
 """
 
@@ -104,13 +100,31 @@ return 1
 """
 
 
-def _keys(token: str) -> tuple[str, str, str]:
-    """The state hash, history list and watch stream of a session: one hash tag, one Cluster slot."""
-    return f"rc:{{{token}}}:s", f"rc:{{{token}}}:h", f"rc:{{{token}}}:w"
+def _keys(token: str) -> tuple[str, str]:
+    """The state hash and the watch stream of a session: one hash tag, one Cluster slot."""
+    return f"rc:{{{token}}}:s", f"rc:{{{token}}}:w"
 
 
-def _step_text(number: int, operator: int, operand: float, result: float) -> str:
-    return f"{number} {operator:d} {float(operand)!r} {result!r}"
+def _pack(operators: Sequence[int], operands: Sequence[float], results: Sequence[float]) -> str:
+    """A change's steps in one string: operator bytes, then operands and results as exact doubles."""
+    size = len(results)
+    raw = bytes(operators) + struct.pack(f"<{size}d", *operands) + struct.pack(f"<{size}d", *results)
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _unpack(text: str, last: int) -> list[Step]:
+    """The steps _pack packed, numbered so that the last one is last."""
+    raw = base64.b64decode(text)
+    size = len(raw) // 17
+    operands = struct.unpack_from(f"<{size}d", raw, size)
+    results = struct.unpack_from(f"<{size}d", raw, 9 * size)
+    operators = map(_OPERATORS.__getitem__, raw[:size])
+    return list(map(Step._make, zip(range(last - size + 1, last + 1), operators, operands, results, strict=True)))
+
+
+def _entry_steps(entry_id: str, fields: dict[str, str]) -> list[Step]:
+    text = fields.get("s")
+    return _unpack(text, int(entry_id.partition("-")[0])) if text else []
 
 
 def _step(text: str) -> Step:
@@ -127,16 +141,14 @@ def _requires_redis() -> None:
 
 
 class _Change:
-    """What one change commits: new state, history entries, the reply a retry gets, and the result."""
+    """What one change commits: new state, its packed steps, the reply a retry gets, and the result."""
 
-    __slots__ = ("close", "count", "entries", "reply", "result", "value")
+    __slots__ = ("close", "count", "reply", "result", "steps", "value")
 
-    def __init__(
-        self, value: float, count: int, entries: Sequence[str], reply: str, result: object, close: bool = False
-    ) -> None:
+    def __init__(self, value: float, count: int, steps: str, reply: str, result: object, close: bool = False) -> None:
         self.value = value
         self.count = count
-        self.entries = entries
+        self.steps = steps
         self.reply = reply
         self.result = result
         self.close = close
@@ -151,7 +163,6 @@ class RedisStore:
         *,
         idle_timeout: float = 3600.0,
         history_limit: int = 1000,
-        stream_entries: int = 1000,
         max_watchers: int = 1000,
         request_window: float = DEFAULT_REQUEST_WINDOW,
         request_skew: float = DEFAULT_SKEW,
@@ -161,15 +172,11 @@ class RedisStore:
         name: str = "redis",
     ) -> None:
         _requires_redis()
-        if min(history_limit, stream_entries, max_watchers, cache_size) < 1 or not idle_timeout > 0:
-            raise ValueError(
-                "idle_timeout, history_limit, stream_entries, max_watchers and cache_size must be positive"
-            )
+        if min(history_limit, max_watchers, cache_size) < 1 or not idle_timeout > 0:
+            raise ValueError("idle_timeout, history_limit, max_watchers and cache_size must be positive")
         self._redis = client
         self.idle_timeout = idle_timeout
         self.history_limit = history_limit
-        #: The most Watch entries (changes) a session's stream keeps for after_step to resume from.
-        self.stream_entries = stream_entries
         self.max_watchers = max_watchers
         self.request_window = request_window
         self.request_skew = request_skew
@@ -189,15 +196,20 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
-        """A store on the Redis at url (redis://, rediss://); a password missing from it comes from the env."""
+        """A store on the Redis at url (redis://, rediss://, redis+cluster://); a password may come from the env."""
         _requires_redis()
         extra: dict[str, Any] = {}
         parts = urlsplit(url)
         if not parts.password and os.environ.get(PASSWORD_VARIABLE):
             extra["password"] = os.environ[PASSWORD_VARIABLE]
-        # No automatic retry: a resent script whose first run committed would apply twice.
-        client = redis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
         shown = parts._replace(netloc=f"{parts.hostname}:{parts.port or 6379}").geturl()
+        # No automatic retry: a resent script whose first run committed would apply twice.
+        client: Any
+        if parts.scheme.endswith("+cluster"):
+            plain = parts._replace(scheme=parts.scheme.removesuffix("+cluster")).geturl()
+            client = redis.RedisCluster.from_url(plain, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
+        else:
+            client = redis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
         return cls(client, name=shown, **options)
 
     def __repr__(self) -> str:
@@ -219,7 +231,11 @@ class RedisStore:
             feeds = list(self._feeds)
         for feed in feeds:
             feed.end(ServerStopping("the server is stopping"))
-        self._redis.connection_pool.disconnect(inuse_connections=False)
+        pool = getattr(self._redis, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect(inuse_connections=False)
+        else:
+            self._redis.disconnect_connection_pools()
 
     def create(self, value: float, *, request_id: str = "", alive: Alive | None = None) -> str:
         """Open a session holding value and return its token."""
@@ -248,8 +264,9 @@ class RedisStore:
 
         def change(value: float, count: int) -> _Change:
             result = compute(value, operator, operand, limit)
-            entry = _step_text(count + 1, operator, operand, result)
-            return _Change(result, count + 1, (entry,), entry, Step(count + 1, _OPERATORS[operator], operand, result))
+            step = Step(count + 1, _OPERATORS[operator], operand, result)
+            reply = f"{count + 1} {operator:d} {float(operand)!r} {result!r}"
+            return _Change(result, count + 1, _pack((operator,), (operand,), (result,)), reply, step)
 
         fingerprint = apply_fingerprint(operator, operand, limit) if request_id else b""
         return self._change(token, change, request_id, fingerprint, alive, _step)
@@ -270,17 +287,14 @@ class RedisStore:
         def change(value: float, count: int) -> _Change:
             results = compute_many(value, operations, alive)
             if not results:
-                return _Change(value, count, (), f"{value!r} {count}", (value, count))
+                return _Change(value, count, "", f"{value!r} {count}", (value, count))
             keep = max(0, len(operations) - self.history_limit)
-            first = count + 1 + keep
-            entries = [
-                _step_text(first + index, operator, operand, result)
-                for index, ((operator, operand), result) in enumerate(
-                    zip(operations[keep:], results[keep:], strict=True)
-                )
-            ]
+            kept = operations[keep:] if keep else operations
+            steps = _pack(
+                list(map(itemgetter(0), kept)), list(map(itemgetter(1), kept)), results[keep:] if keep else results
+            )
             final, total = results[-1], count + len(operations)
-            return _Change(final, total, entries, f"{final!r} {total}", (final, total))
+            return _Change(final, total, steps, f"{final!r} {total}", (final, total))
 
         fingerprint = batch_fingerprint(operations) if request_id else b""
         return self._change(token, change, request_id, fingerprint, alive, _value_and_count)
@@ -288,21 +302,22 @@ class RedisStore:
     def snapshot(self, token: str) -> Snapshot:
         """The session's value, step count and recent history; reading it changes nothing."""
         check_token(token)
-        state_key, history_key, _ = _keys(token)
+        state_key, stream_key = _keys(token)
 
-        def read() -> tuple[list[str | None], list[str]]:
+        def read() -> tuple[list[str | None], list[Any]]:
             with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hmget(state_key, "n", "v", "i")
-                pipe.lrange(history_key, 0, -1)
-                state, history = pipe.execute()
-            return state, history
+                pipe.xrange(stream_key, "-", "+")
+                state, entries = pipe.execute()
+            return state, entries
 
-        state, history = self._unreachable(read)
+        state, entries = self._unreachable(read)
         count, value, initial = state
         if count is None or value is None or initial is None:
             raise SessionNotFound(_NOT_FOUND)
         self._remember(token, int(count), float(value))
-        return Snapshot(token, float(value), int(count), tuple(map(_step, history)), float(initial))
+        history = [step for entry_id, raw in entries for step in _entry_steps(entry_id, _fields(raw))]
+        return Snapshot(token, float(value), int(count), tuple(history[-self.history_limit :]), float(initial))
 
     def close(
         self, token: str, *, limit: float = math.inf, request_id: str = "", alive: Alive | None = None
@@ -311,7 +326,7 @@ class RedisStore:
 
         def change(value: float, count: int) -> _Change:
             check_limit(value, limit)
-            return _Change(value, count, (), f"{value!r} {count}", (value, count), close=True)
+            return _Change(value, count, "", f"{value!r} {count}", (value, count), close=True)
 
         fingerprint = close_fingerprint(limit) if request_id else b""
         return self._change(token, change, request_id, fingerprint, alive, _value_and_count)
@@ -404,11 +419,11 @@ class RedisStore:
                 str(done.count),
                 repr(done.value),
                 self._ttl_ms,
-                str(self.history_limit),
-                str(self.stream_entries),
+                # The stream keeps the entries holding the last history_limit steps: the history.
+                f"{max(1, done.count - self.history_limit + 1)}-0",
                 f"{tag}|{done.reply}",
                 self._reply_ttl_ms,
-                *done.entries,
+                done.steps,
             ]
             outcome = self._commit(keys=keys, args=args)
             verdict = outcome[0]
@@ -445,7 +460,7 @@ class RedisStore:
         return token if stored is None else str(_replayed(stored, tag, str))
 
     def _watch_start(self, token: str, after_step: int) -> tuple[Update, str]:
-        state_key, _, stream_key = _keys(token)
+        state_key, stream_key = _keys(token)
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hmget(state_key, "n", "v")
             pipe.xrevrange(stream_key, "+", "-", count=1)
@@ -456,8 +471,8 @@ class RedisStore:
         if count is None or value is None:
             raise SessionNotFound(_NOT_FOUND)
         kept: list[Step] = []
-        for _, fields in replies[2] if after_step else ():
-            kept.extend(map(_step, fields.get("s", "").split("\n") if fields.get("s") else ()))
+        for entry_id, raw in replies[2] if after_step else ():
+            kept.extend(_entry_steps(entry_id, _fields(raw)))
         steps = steps_after(kept, int(count), after_step)
         last_id = newest[0][0] if newest else "0-0"
         return Update(token, float(value), int(count), steps, False), last_id
@@ -465,6 +480,13 @@ class RedisStore:
     def _detach(self, feed: _Feed) -> None:
         with self._feeds_lock:
             self._feeds.discard(feed)
+
+
+def _fields(raw: dict[str, str] | list[str]) -> dict[str, str]:
+    """A stream entry's fields as a dict: a Cluster pipeline leaves them a flat list."""
+    if isinstance(raw, dict):
+        return raw
+    return dict(zip(raw[::2], raw[1::2], strict=True))
 
 
 def _value_and_count(text: str) -> tuple[float, int]:
@@ -505,7 +527,7 @@ class _Feed:
         store, token = self._store, self._token
         update = self._first
         yield update
-        state_key, _, stream_key = _keys(token)
+        state_key, stream_key = _keys(token)
         value, count = update.value, update.step_count
         while True:
             if self._error is not None:
@@ -521,17 +543,17 @@ class _Feed:
                     yield Update(token, value, count, (), True)
                     return
                 continue
-            for entry_id, fields in reply[0][1]:
+            for entry_id, raw in reply[0][1]:
+                fields = _fields(raw)
                 self._last_id = entry_id
                 if int(fields["p"]) != count:
                     raise WatcherTooSlow(
-                        f"the watcher fell more than {store.stream_entries} changes behind and was ended:"
-                        f" watch again with after_step={count} to resume"
+                        f"the watcher fell more than {store.history_limit} steps behind and was ended:"
+                        " watch again to resume"
                     )
                 value = float(fields["v"])
                 if fields.get("c"):
                     yield Update(token, value, count, (), True)
                     return
                 count = int(entry_id.partition("-")[0])
-                text = fields.get("s", "")
-                yield Update(token, value, count, tuple(map(_step, text.split("\n"))) if text else (), False)
+                yield Update(token, value, count, tuple(_entry_steps(entry_id, fields)), False)
