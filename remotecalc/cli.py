@@ -15,7 +15,7 @@ import grpc
 from .article import calc_pb2, calc_pb2_grpc
 from .client import connect
 from .server import DEFAULT_HOST, DEFAULT_PORT, start_server
-from .workers import follow_parent, supervise
+from .workers import follow_parent, quiet_after_listening, supervise
 
 ARTICLE_SEQUENCE = (("+", 5.0), ("-", 3.0), ("*", 10.0), ("/", 2.0))
 
@@ -58,6 +58,8 @@ def serve(
         print(f"remotecalc: {error}", file=sys.stderr)
         return 2
     print(f"remotecalc listening on {server.address} (Ctrl-C to stop)", flush=True)
+    if shared_port:
+        quiet_after_listening()
     stop.wait()
     print("remotecalc stopping", flush=True)
     server.stop(grace)

@@ -24,7 +24,7 @@ from typing import IO
 
 from .server import _address, _bind_error
 
-__all__ = ["PARENT_ENV", "follow_parent", "supervise"]
+__all__ = ["PARENT_ENV", "follow_parent", "quiet_after_listening", "supervise"]
 
 #: The environment variable that tells a worker its parent's pid, so it stops when the parent dies.
 PARENT_ENV = "REMOTECALC_WORKERS_PARENT"
@@ -169,3 +169,15 @@ def follow_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != int(parent):  # the parent died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def quiet_after_listening() -> None:
+    """In a worker that has printed its listening line: send the rest of its output nowhere.
+
+    Its stdout is a pipe to the parent, read only for that line; after the parent dies, a print
+    to it would fail with BrokenPipeError and could skip the worker's orderly stop.
+    """
+    sys.stdout.flush()
+    nowhere = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(nowhere, sys.stdout.fileno())
+    os.close(nowhere)
