@@ -49,6 +49,7 @@ _RETRY_POLICY = {
 _ROUND_ROBIN: list[dict[str, dict[str, str]]] = [{"round_robin": {}}]
 # A broken Watch is opened again after these pauses (the last one repeats), within the client's timeout.
 _RESUME_BACKOFF = (0.05, 0.1, 0.2, 0.4, 0.8)
+_MAX_RECONNECT_MS = 1000
 
 
 def _service_config(*, retries: bool, balanced: bool) -> str:
@@ -91,8 +92,11 @@ class Client:
         self.timeout = timeout
         self.on_call = on_call
         channel_target, balanced = grpc_target(self.target)
+        # A replica that comes back is used again within a second (gRPC's reconnect backoff grows to 120 s).
+        reconnect = [("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_MS)] if balanced else []
         self._channel = grpc.insecure_channel(
-            channel_target, options=[("grpc.service_config", _service_config(retries=True, balanced=balanced))]
+            channel_target,
+            options=[("grpc.service_config", _service_config(retries=True, balanced=balanced)), *reconnect],
         )
         self._stub = pb_grpc.CalculatorStub(self._channel)
         self._watch_channel = grpc.insecure_channel(
@@ -100,6 +104,7 @@ class Client:
             options=[
                 ("grpc.enable_retries", 0),
                 ("grpc.service_config", _service_config(retries=False, balanced=balanced)),
+                *reconnect,
             ],
         )
         self._watch_stub = pb_grpc.CalculatorStub(self._watch_channel)

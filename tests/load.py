@@ -8,14 +8,25 @@ from collections.abc import Iterator
 import remotecalc
 from remotecalc import Update
 
+WAIT = 30.0
+
 
 class Writer(threading.Thread):
     """Adds 1 to its own session, ops times, through every replica; settles each unknown outcome by its request id."""
 
-    def __init__(self, client: remotecalc.Client, ops: int, progress: threading.Condition) -> None:
+    def __init__(
+        self,
+        client: remotecalc.Client,
+        ops: int,
+        progress: threading.Condition,
+        *,
+        hold: tuple[int, threading.Event] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.session = client.create(0)
         self.ops = ops
+        #: (n, event): after n acknowledged adds, wait for the event (bounded) before going on.
+        self.hold = hold
         self.acknowledged = 0
         self.resolved = 0
         self.failure: BaseException | None = None
@@ -23,7 +34,9 @@ class Writer(threading.Thread):
 
     def run(self) -> None:
         try:
-            for _ in range(self.ops):
+            for done in range(self.ops):
+                if self.hold is not None and done == self.hold[0] and not self.hold[1].wait(WAIT):
+                    raise AssertionError(f"held after {done} adds and never released")
                 try:
                     self.session.add(1)
                 except remotecalc.OutcomeUnknown as unknown:
