@@ -252,7 +252,9 @@ class Watch:
 
     When the stream breaks (UNAVAILABLE: its replica died or is stopping), the watch opens it again,
     on any replica the client reaches, after the last step it delivered: the loop sees every step
-    once, in order. It gives up with Unavailable when no replica answers within the client's timeout.
+    once, in order. It gives up with Unavailable when no replica answers within the client's timeout
+    (with timeout None it keeps trying until cancelled), and with StepsNotKept when the server no
+    longer has every step it missed.
     """
 
     def __init__(
