@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import grpc
 
-from .errors import INDEX_KEY, REASON_KEY, OutcomeUnknown, RemoteCalcError, SessionNotFound, error_for
+from .errors import (
+    INDEX_KEY,
+    REASON_KEY,
+    OutcomeUnknown,
+    RemoteCalcError,
+    SessionNotFound,
+    StepsNotKept,
+    error_for,
+)
 from .model import Operator, Snapshot, Step, Update
 from .v1 import calculator_pb2 as pb
 from .v1 import calculator_pb2_grpc as pb_grpc
@@ -278,11 +286,12 @@ class Watch:
 
     def __iter__(self) -> Iterator[Update]:
         broken_since: float | None = None
+        attempts = 0
         while True:
             try:
                 for message in self._call:
                     if broken_since is not None:
-                        broken_since = None
+                        broken_since, attempts = None, 0
                         self._tell(None)
                     update = self._fresh(_update(message))
                     if update is not None:
@@ -297,7 +306,8 @@ class Watch:
                 if broken_since is None:
                     broken_since = time.monotonic()
                     self._tell(_translate(error))
-                if not self._reopen(broken_since):
+                attempts += 1
+                if not self._reopen(broken_since, attempts):
                     if self._stopped.is_set():
                         return
                     raise _translate(error) from error
@@ -317,6 +327,8 @@ class Watch:
         if not update.closed and (not steps or steps[0].number != last + 1):
             # A server that resumed "from now" (after_step 0, or not served) skipped steps: its history has them.
             steps = self._missed(last, steps[0].number if steps else update.step_count + 1) + steps
+            if not steps or steps[0].number != last + 1:
+                raise StepsNotKept(f"steps no longer kept: the steps after {last} are gone; watch again from now")
         return update._replace(steps=steps)
 
     def _missed(self, last: int, before: int) -> tuple[Step, ...]:
@@ -324,10 +336,10 @@ class Watch:
         history = Session(self._client, self.token).state().history
         return tuple(step for step in history if last < step.number < before)
 
-    def _reopen(self, broken_since: float) -> bool:
+    def _reopen(self, broken_since: float, attempt: int) -> bool:
         """Open the stream again after a pause; False when the client's timeout has passed or on cancel."""
         timeout = self._client.timeout
-        pause = _RESUME_BACKOFF[min(self.resumes, len(_RESUME_BACKOFF) - 1)]
+        pause = _RESUME_BACKOFF[min(attempt, len(_RESUME_BACKOFF)) - 1]
         if timeout is not None and time.monotonic() + pause - broken_since > timeout:
             return False
         if self._stopped.wait(pause):

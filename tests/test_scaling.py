@@ -208,7 +208,8 @@ def test_a_watch_broken_before_any_step_resumes_with_the_steps_it_missed(redis_u
                 server.stop(grace=0)
 
 
-def test_a_watch_that_cannot_resume_without_a_gap_says_so(redis_url: str) -> None:
+@pytest.mark.parametrize("delivered", [0, 1], ids=["no step delivered: the client fills", "after_step served"])
+def test_a_watch_that_cannot_resume_without_a_gap_says_so(redis_url: str, delivered: int) -> None:
     # Only the last 3 steps are kept: a watch that missed 5 cannot resume without skipping some.
     def replica(port: int = 0) -> remotecalc.RunningServer:
         return remotecalc.start_server(port=port, store=redis_url, clock=FakeClock(), history_limit=3)
@@ -220,8 +221,9 @@ def test_a_watch_that_cannot_resume_without_a_gap_says_so(redis_url: str) -> Non
             session = writer.create(0)
             updates = iter(watcher.session(session.token).watch())
             assert next(updates).step_count == 0
-            session.add(1)
-            assert next(updates).step_count == 1
+            for step in range(1, delivered + 1):
+                session.add(1)
+                assert next(updates).step_count == step
             one.stop(grace=0)
             session.apply_many([("+", 1)] * 5)  # one change, of which only the last 3 steps are kept
             again = replica(one.port)
