@@ -21,7 +21,7 @@ from redis_servers import RedisClusterServers
 
 from remotecalc import RunningServer, start_server
 from remotecalc.engine import FLOAT32_MAX, Engine
-from remotecalc.errors import RemoteCalcError
+from remotecalc.errors import RemoteCalcError, SessionNotFound, WatcherTooSlow
 from remotecalc.stores.redis import RedisStore
 from remotecalc.v1 import calculator_pb2 as pb
 
@@ -266,3 +266,34 @@ def test_a_server_on_a_redis_cluster_spreads_sessions_over_the_masters_and_serve
         assert calls.close(tokens[5]) == 11
     sizes = [redis.Redis(port=node.port).dbsize() for node in redis_cluster.nodes]
     assert all(size > 0 for size in sizes), sizes
+
+
+def test_a_redis_watcher_that_fell_behind_the_kept_steps_ends_too_slow_rather_than_skip(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, history_limit=3)
+    token = store.create(0)
+    feed = store.watch(token)
+    updates = iter(feed)
+    try:
+        assert next(updates).step_count == 0
+        for _ in range(5):
+            store.apply(token, 1, 1.0)  # the stream now keeps steps 3 to 5 only
+        with pytest.raises(WatcherTooSlow):
+            next(updates)
+    finally:
+        feed.cancel()
+        store.shutdown()
+
+
+def test_a_redis_watch_ends_closed_when_the_session_expires(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, idle_timeout=0.3, block=0.05)
+    token = store.create(0)
+    store.apply(token, 1, 4.0)
+    feed = store.watch(token)
+    try:
+        # Blocks until Redis expires the session's keys, then ends with a closed update.
+        assert [(update.value, update.step_count, update.closed) for update in feed] == [(4, 1, False), (4, 1, True)]
+    finally:
+        feed.cancel()
+        store.shutdown()
+    with pytest.raises(SessionNotFound):
+        store.snapshot(token)

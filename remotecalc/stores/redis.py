@@ -62,6 +62,7 @@ _T = TypeVar("_T")
 _OPERATORS = {int(operator): operator for operator in Operator}
 _NOT_FOUND = "no live session has this token: it was closed, expired or never made"
 _UNREACHABLE = "the session store (Redis) is unreachable: a change may or may not be made; retry with its request_id"
+_REFUSED = f"the session store (Redis) refused the server's password: check {PASSWORD_VARIABLE} or the URL"
 # A lost compare-and-set re-reads and recomputes; this many lost races in a row is contention enough.
 _RETRIES = 64
 
@@ -351,6 +352,8 @@ class RedisStore:
         """call's result; a Redis failure becomes UNAVAILABLE (retryable, outcome unknown), never INTERNAL."""
         try:
             return call()
+        except redis.AuthenticationError as error:
+            raise StoreUnavailable(_REFUSED) from error
         except redis.RedisError as error:
             raise StoreUnavailable(_UNREACHABLE) from error
 
