@@ -153,6 +153,19 @@ def test_every_key_of_a_session_shares_one_hash_tag_and_expires_with_the_idle_ti
     store.shutdown()
 
 
+def test_a_closed_session_keeps_only_its_stream_and_that_for_the_request_window(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, idle_timeout=3600)
+    token = store.create(1)
+    store.apply(token, 1, 2.0)
+    assert store.close(token) == (3.0, 1)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    keys = sorted(client.scan_iter(match=f"*{token}*"))
+    assert keys == [f"rc:{{{token}}}:w"]
+    # Long enough for its watchers to read the end, far less than the idle timeout of an hour.
+    assert 0 < client.pttl(keys[0]) <= 130_000
+    store.shutdown()
+
+
 def _watch(address: str, token: str, after_step: int = 0) -> Any:
     channel = grpc.insecure_channel(address)
     call = pb_stub(channel).WatchSession(pb.WatchSessionRequest(token=token, after_step=after_step), timeout=30)
