@@ -22,6 +22,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
+import psutil  # type: ignore[import-untyped, unused-ignore]
 import redis
 
 from remotecalc.v1 import calculator_pb2 as pb
@@ -77,8 +78,8 @@ class _Served:
         self.process.wait(30)
 
 
-def _rate(stub: pb_grpc.CalculatorStub, token: str, seconds: float, batch: int) -> float:
-    """Operations per second applied by one caller for seconds: single Apply, or ApplyBatch of batch."""
+def _rate(stub: pb_grpc.CalculatorStub, token: str, seconds: float, batch: int) -> tuple[float, int]:
+    """Operations per second applied by one caller for seconds (single Apply, or ApplyBatch of batch), and calls."""
     operation = pb.Operation(operator=pb.OPERATOR_ADD, operand=1)
     request: object = (
         pb.ApplyRequest(token=token, operation=operation)
@@ -91,7 +92,17 @@ def _rate(stub: pb_grpc.CalculatorStub, token: str, seconds: float, batch: int) 
     while time.perf_counter() < until:
         call(request, timeout=10)  # type: ignore[operator]
         done += batch
-    return done / (time.perf_counter() - start)
+    return done / (time.perf_counter() - start), done // batch
+
+
+def _cpu(server: _Served, client: redis.Redis | None) -> tuple[float, float]:
+    """CPU seconds used so far by the server process and by its redis-server (0 without one)."""
+    times = psutil.Process(server.process.pid).cpu_times()
+    used = 0.0
+    if client is not None:
+        info = client.info("cpu")
+        used = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return times.user + times.system, used
 
 
 def _bytes(client: redis.Redis, token: str) -> int:
@@ -113,20 +124,34 @@ def main(argv: list[str] | None = None) -> None:
         servers |= {f"redis {fsync}": _Served(url) for fsync, (_, url) in redises.items()}
         try:
             rates: dict[tuple[str, int], list[float]] = {}
+            cpu: dict[str, list[tuple[float, float]]] = {}
+            clients = {f"redis {fsync}": redis.Redis.from_url(url) for fsync, (_, url) in redises.items()}
             for round_ in range(ROUNDS):
                 order = list(servers.items())
                 for name, server in order[round_ % len(order) :] + order[: round_ % len(order)]:
                     with grpc.insecure_channel(server.address) as channel:
                         stub = pb_grpc.CalculatorStub(channel)
                         token = stub.CreateSession(pb.CreateSessionRequest(value=0), timeout=10).session.token
-                        for batch in (1, 1000):
-                            rates.setdefault((name, batch), []).append(_rate(stub, token, args.seconds, batch))
+                        before = _cpu(server, clients.get(name))
+                        rate, calls = _rate(stub, token, args.seconds, 1)
+                        after = _cpu(server, clients.get(name))
+                        rates.setdefault((name, 1), []).append(rate)
+                        cpu.setdefault(name, []).append(
+                            ((after[0] - before[0]) / calls * 1e6, (after[1] - before[1]) / calls * 1e6)
+                        )
+                        rates.setdefault((name, 1000), []).append(_rate(stub, token, args.seconds, 1000)[0])
             memory = {batch: statistics.median(rates[("memory", batch)]) for batch in (1, 1000)}
-            print(f"{'server':<18} {'unary Apply/s':>14} {'x memory':>9} {'batch ops/s':>12} {'x memory':>9}")
+            print(
+                f"{'server':<18} {'unary Apply/s':>14} {'x memory':>9} {'batch ops/s':>12} {'x memory':>9}"
+                f" {'server CPU us/Apply':>20} {'Redis CPU us/Apply':>19}"
+            )
             for name in servers:
                 unary, batch = (statistics.median(rates[(name, size)]) for size in (1, 1000))
+                server_cpu = statistics.median(sample[0] for sample in cpu[name])
+                redis_cpu = statistics.median(sample[1] for sample in cpu[name])
                 print(
                     f"{name:<18} {unary:>14,.0f} {unary / memory[1]:>9.2f} {batch:>12,.0f} {batch / memory[1000]:>9.2f}"
+                    f" {server_cpu:>20,.0f} {redis_cpu:>19,.0f}"
                 )
             _, url = redises["always"]
             with grpc.insecure_channel(servers["redis always"].address) as channel:

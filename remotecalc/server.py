@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sized
 from concurrent import futures
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -45,6 +45,20 @@ _OPTIONS = [
 _WORKER_OPTIONS = [("grpc.so_reuseport", 1), *_OPTIONS[1:]]
 
 _WORKERS_KEPT_FREE = 4
+
+
+class AddServices(Protocol):
+    """What registers the calculator services on a server: remotecalc.service.add_services by default."""
+
+    def __call__(
+        self,
+        server: grpc.Server | grpc.aio.Server,
+        engine: Store,
+        *,
+        asynchronous: bool = False,
+        gate: Gate | None = None,
+    ) -> None: ...
+
 
 _running: dict[tuple[object, ...], RunningServer] = {}
 _running_lock = threading.Lock()
@@ -105,7 +119,15 @@ class RunningServer:
     """A calculator server running in background threads: its address, and a way to stop it."""
 
     def __init__(
-        self, engine: Store, host: str, port: int, core: Core, max_workers: int, *, shared_port: bool = False
+        self,
+        engine: Store,
+        host: str,
+        port: int,
+        core: Core,
+        max_workers: int,
+        *,
+        services: AddServices = add_services,
+        shared_port: bool = False,
     ) -> None:
         #: Where this server's sessions live (the in-memory engine by default).
         self.engine = engine
@@ -116,9 +138,10 @@ class RunningServer:
         self._stopped = threading.Event()
         self._key: tuple[object, ...] | None = None
         self._gate = Gate()
+        self._services = services
         if core == "sync":
             self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
-            add_services(self._server, engine, gate=self._gate)
+            services(self._server, engine, gate=self._gate)
             self._health = _add_standard_services(self._server)
             self.port = _listen(self._server, host, port, shared=shared_port)
             self._server.start()
@@ -138,7 +161,7 @@ class RunningServer:
 
     async def _start_aio(self, host: str, port: int) -> int:
         self._aio_server = grpc.aio.server(options=_WORKER_OPTIONS if self._shared_port else _OPTIONS)
-        add_services(self._aio_server, self.engine, asynchronous=True, gate=self._gate)
+        self._services(self._aio_server, self.engine, asynchronous=True, gate=self._gate)
         self._health = _add_standard_services(self._aio_server)
         bound = _listen(self._aio_server, host, port, shared=self._shared_port)
         await self._aio_server.start()
@@ -210,16 +233,19 @@ def start_server(
     core: Core = "sync",
     max_workers: int = 32,
     store: str | Store | None = None,
+    services: AddServices = add_services,
     shared_port: bool = False,
 ) -> RunningServer:
     """Start a server in background threads; the same arguments again return the running one.
 
     Port 0 picks a free port. Loopback unless host says otherwise. Servers still running
     when the interpreter exits are stopped then. store is where sessions live: None or "memory"
-    (this process), a ``redis://HOST:PORT/DB`` or ``rediss://`` URL, or a store object. shared_port
+    (this process), a ``redis://HOST:PORT/DB`` or ``rediss://`` URL, or a store object. services
+    registers the calculator services on the gRPC server (a benchmark passes its own). shared_port
     is for the workers of `remotecalc serve --workers N` (SO_REUSEPORT on a port their parent holds).
     """
-    key = (host, port, max_sessions, idle_timeout, history_limit, clock, core, max_workers, store, shared_port)
+    key: tuple[object, ...] = (host, port, max_sessions, idle_timeout, history_limit, clock, core, max_workers)
+    key += (store, services, shared_port)
     with _running_lock:
         existing = _running.get(key)
         if existing is not None and existing.running:
@@ -233,7 +259,7 @@ def start_server(
             max_watchers=max(1, max_workers - _WORKERS_KEPT_FREE),
             clock=clock,
         )
-        server = RunningServer(engine, host, port, core, max_workers, shared_port=shared_port)
+        server = RunningServer(engine, host, port, core, max_workers, services=services, shared_port=shared_port)
         engine.start()
         server._key = key
         _running[key] = server

@@ -100,7 +100,9 @@ class RedisClusterServers:
         for index in range(masters):
             node_dir = directory / f"node{index}"
             node_dir.mkdir()
-            self.nodes.append(RedisServer(node_dir, extra=("--cluster-enabled", "yes")))
+            # The bus port named, not the default port + 10000, which may be taken or beyond 65535.
+            bus = ("--cluster-enabled", "yes", "--cluster-port", str(free_port()))
+            self.nodes.append(RedisServer(node_dir, extra=bus))
 
     @property
     def url(self) -> str:

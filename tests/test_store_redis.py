@@ -6,6 +6,7 @@ import math
 import struct
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,7 @@ from redis_servers import RedisClusterServers
 
 from remotecalc import RunningServer, start_server
 from remotecalc.engine import FLOAT32_MAX, Engine
-from remotecalc.errors import RemoteCalcError
+from remotecalc.errors import RemoteCalcError, SessionNotFound, WatcherTooSlow
 from remotecalc.stores.redis import RedisStore
 from remotecalc.v1 import calculator_pb2 as pb
 
@@ -152,6 +153,19 @@ def test_every_key_of_a_session_shares_one_hash_tag_and_expires_with_the_idle_ti
     store.shutdown()
 
 
+def test_a_closed_session_keeps_only_its_stream_and_that_for_the_request_window(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, idle_timeout=3600)
+    token = store.create(1)
+    store.apply(token, 1, 2.0)
+    assert store.close(token) == (3.0, 1)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    keys = sorted(client.scan_iter(match=f"*{token}*"))
+    assert keys == [f"rc:{{{token}}}:w"]
+    # Long enough for its watchers to read the end, far less than the idle timeout of an hour.
+    assert 0 < client.pttl(keys[0]) <= 130_000
+    store.shutdown()
+
+
 def _watch(address: str, token: str, after_step: int = 0) -> Any:
     channel = grpc.insecure_channel(address)
     call = pb_stub(channel).WatchSession(pb.WatchSessionRequest(token=token, after_step=after_step), timeout=30)
@@ -266,3 +280,74 @@ def test_a_server_on_a_redis_cluster_spreads_sessions_over_the_masters_and_serve
         assert calls.close(tokens[5]) == 11
     sizes = [redis.Redis(port=node.port).dbsize() for node in redis_cluster.nodes]
     assert all(size > 0 for size in sizes), sizes
+
+
+def test_a_redis_watcher_that_fell_behind_the_kept_steps_ends_too_slow_rather_than_skip(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, history_limit=3)
+    token = store.create(0)
+    feed = store.watch(token)
+    updates = iter(feed)
+    try:
+        assert next(updates).step_count == 0
+        for _ in range(5):
+            store.apply(token, 1, 1.0)  # the stream now keeps steps 3 to 5 only
+        with pytest.raises(WatcherTooSlow):
+            next(updates)
+    finally:
+        feed.cancel()
+        store.shutdown()
+
+
+def test_a_redis_watch_ends_closed_when_the_session_expires(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, idle_timeout=0.3, block=0.05)
+    token = store.create(0)
+    store.apply(token, 1, 4.0)
+    feed = store.watch(token)
+    try:
+        # Blocks until Redis expires the session's keys, then ends with a closed update.
+        assert [(update.value, update.step_count, update.closed) for update in feed] == [(4, 1, False), (4, 1, True)]
+    finally:
+        feed.cancel()
+        store.shutdown()
+    with pytest.raises(SessionNotFound):
+        store.snapshot(token)
+
+
+def test_concurrent_changes_through_two_replicas_to_one_session_are_all_applied_once(
+    two_replicas: tuple[RunningServer, RunningServer],
+) -> None:
+    one, two = two_replicas
+    with grpc.insecure_channel(one.address) as channel:
+        token = V1Calls(channel).create(0)
+    errors: list[BaseException] = []
+
+    def add(address: str, times: int) -> None:
+        try:
+            with grpc.insecure_channel(address) as channel:
+                calls = V1Calls(channel)
+                for _ in range(times):
+                    calls.apply(token, "+", 1)
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=add, args=(server.address, 40)) for server in (one, two) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    with grpc.insecure_channel(two.address) as channel:
+        value, count, history = V1Calls(channel).read(token)
+    # Every race lost on the step count was re-read and recomputed: nothing lost, nothing doubled.
+    assert (value, count) == (240, 240)
+    assert [step[0] for step in history] == list(range(1, 241))
+    assert [step[3] for step in history] == [float(n) for n in range(1, 241)]
+
+
+def test_start_server_takes_a_store_object(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url)
+    with start_server(port=0, store=store) as server, grpc.insecure_channel(server.address) as channel:
+        assert server.engine is store
+        calls = V1Calls(channel)
+        token = calls.create(1.5)
+        assert store.snapshot(token).value == 1.5

@@ -4,9 +4,10 @@ A change reads the session's state (a per-replica cache makes that free in the u
 computes the result with the engine's own rules, and commits it with one Lua script that checks
 that the step count is still the one computed from (compare-and-set). The script also answers a
 request id it has seen with the stored reply, records the new value (floats as Python's exact
-repr, never Lua's 14-digit tostring), appends the capped history, adds the Watch entry to the
-session's stream and refreshes every key's TTL. A lost race re-reads and recomputes. All keys of
-a session share the Cluster hash tag {token}.
+repr, never Lua's 14-digit tostring), appends the change's steps to the session's stream (its
+history and its Watch feed at once, trimmed to the last history_limit steps) and refreshes every
+key's TTL. A lost race re-reads and recomputes. All keys of a session share the Cluster hash tag
+{token}.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ _T = TypeVar("_T")
 _OPERATORS = {int(operator): operator for operator in Operator}
 _NOT_FOUND = "no live session has this token: it was closed, expired or never made"
 _UNREACHABLE = "the session store (Redis) is unreachable: a change may or may not be made; retry with its request_id"
+_REFUSED = f"the session store (Redis) refused the server's password: check {PASSWORD_VARIABLE} or the URL"
 # A lost compare-and-set re-reads and recomputes; this many lost races in a row is contention enough.
 _RETRIES = 64
 
@@ -184,6 +186,8 @@ class RedisStore:
         self._block_ms = max(1, int(block * 1000))
         self._ttl_ms = str(max(1, math.ceil(idle_timeout * 1000)))
         self._reply_ttl_ms = str(math.ceil((request_window + request_skew) * 1000))
+        # A closed session's stream stays only for its watchers to read the end, not a whole idle timeout.
+        self._closed_ttl_ms = str(min(int(self._ttl_ms), int(self._reply_ttl_ms)))
         self._commit = client.register_script(_COMMIT)
         self._create = client.register_script(_CREATE)
         # The last state this replica saw of each session: (step count, value). A stale one costs a retry.
@@ -351,6 +355,8 @@ class RedisStore:
         """call's result; a Redis failure becomes UNAVAILABLE (retryable, outcome unknown), never INTERNAL."""
         try:
             return call()
+        except redis.AuthenticationError as error:
+            raise StoreUnavailable(_REFUSED) from error
         except redis.RedisError as error:
             raise StoreUnavailable(_UNREACHABLE) from error
 
@@ -418,7 +424,7 @@ class RedisStore:
                 kind,
                 str(done.count),
                 repr(done.value),
-                self._ttl_ms,
+                self._closed_ttl_ms if done.close else self._ttl_ms,
                 # The stream keeps the entries holding the last history_limit steps: the history.
                 f"{max(1, done.count - self.history_limit + 1)}-0",
                 f"{tag}|{done.reply}",
