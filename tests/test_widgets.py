@@ -311,6 +311,8 @@ def test_the_state_is_traitlets_code_can_observe_and_link(panel: CalculatorPanel
     steps: list[int] = []
     panel.observe(lambda change: steps.append(change["new"]), names="step_count")
     assert panel.token is not None
+    # Connected: the Watch's first message came, so the batch is sent as a change with its steps.
+    assert panel.wait_for(lambda: panel.status == "connected")
 
     client.session(panel.token).apply_many([("+", 5), ("*", 3)])  # no click: the Watch stream brings it
 
