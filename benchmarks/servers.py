@@ -23,6 +23,7 @@ import grpc
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
 import remotecalc.server
+import remotecalc.service
 from remotecalc.article import calc_pb2, calc_pb2_grpc
 
 __all__ = ["KINDS", "BaselineCalculator", "FloorCalculator", "main"]
@@ -117,12 +118,20 @@ def start(
 ) -> remotecalc.RunningServer:
     """Start one kind of server on a free loopback port, through remotecalc's start_server()."""
     if kind == "baseline":
-        remotecalc.server.add_services = _adder(BaselineCalculator())  # type: ignore[attr-defined]
+        services = _adder(BaselineCalculator())
     elif kind == "floor":
-        remotecalc.server.add_services = _adder(FloorCalculator())  # type: ignore[attr-defined]
-    elif kind != "remotecalc":
+        services = _adder(FloorCalculator())
+    elif kind == "remotecalc":
+        services = remotecalc.service.add_services
+    else:
         raise ValueError(f"unknown server kind {kind!r}")
-    return remotecalc.start_server(port=0, core=core, max_sessions=max_sessions, clock=clock)  # type: ignore[arg-type]
+    return remotecalc.start_server(
+        port=0,
+        core=core,  # type: ignore[arg-type]
+        max_sessions=max_sessions,
+        clock=clock,
+        services=services,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,12 +15,25 @@ import grpc
 from .article import calc_pb2, calc_pb2_grpc
 from .client import connect
 from .server import DEFAULT_HOST, DEFAULT_PORT, start_server
+from .workers import follow_parent, quiet_after_listening, supervise
 
 ARTICLE_SEQUENCE = (("+", 5.0), ("-", 3.0), ("*", 10.0), ("/", 2.0))
 
 
-def serve(host: str, port: int, *, max_sessions: int, idle_timeout: float, grace: float, core: str) -> int:
+def serve(
+    host: str,
+    port: int,
+    *,
+    max_sessions: int,
+    idle_timeout: float,
+    grace: float,
+    core: str,
+    store: str = "memory",
+    shared_port: bool = False,
+) -> int:
     """Serve in the foreground until Ctrl-C or SIGTERM; return the exit code."""
+    if shared_port:
+        follow_parent()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -35,11 +48,18 @@ def serve(host: str, port: int, *, max_sessions: int, idle_timeout: float, grace
             max_sessions=max_sessions,
             idle_timeout=idle_timeout,
             core=core,  # type: ignore[arg-type]
+            store=store,
+            shared_port=shared_port,
         )
     except OSError as error:
         print(f"remotecalc: {error.strerror or error}", file=sys.stderr)
         return 1
+    except (ImportError, ValueError) as error:
+        print(f"remotecalc: {error}", file=sys.stderr)
+        return 2
     print(f"remotecalc listening on {server.address} (Ctrl-C to stop)", flush=True)
+    if shared_port:
+        quiet_after_listening()
     stop.wait()
     print("remotecalc stopping", flush=True)
     server.stop(grace)
@@ -139,12 +159,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SECONDS",
         help="seconds calls in flight get to finish on stop (%(default)s)",
     )
+    serve_parser.add_argument(
+        "--store",
+        default="memory",
+        metavar="URL",
+        help="where sessions live: memory, or redis://HOST:PORT/DB or rediss://… shared by replicas"
+        " (a password in the URL or in REMOTECALC_REDIS_PASSWORD) (%(default)s)",
+    )
     serve_parser.add_argument("--core", choices=("sync", "aio"), default="sync", help="gRPC server core (%(default)s)")
+    serve_parser.add_argument(
+        "--workers",
+        type=_number(int, 1),
+        default=1,
+        metavar="N",
+        help="server processes on the port, restarted if one dies; N > 1 needs a shared --store (%(default)s)",
+    )
+    # Set by --workers on the processes it starts: the port is shared with SO_REUSEPORT.
+    serve_parser.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)
     commands.add_parser("demo", help="run the article's sequence on an embedded server")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "serve" and args.workers > 1:
+        return _serve_workers(serve_parser, args)
     if args.command == "serve":
         return serve(
             args.host,
@@ -153,5 +191,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             idle_timeout=args.idle_timeout,
             grace=args.grace,
             core=args.core,
+            store=args.store,
+            shared_port=args.shared_port,
         )
     return demo()
+
+
+def _serve_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """`serve --workers N`: refuse sessions split between processes, else run the workers."""
+    store: str = args.store
+    if not store.startswith(("redis://", "rediss://")):
+        parser.error(
+            f"--workers {args.workers} needs a shared store (--store redis://HOST:PORT/DB): "
+            "with sessions in memory, each worker would hold its own"
+        )
+    worker_args = ["--max-sessions", str(args.max_sessions), "--idle-timeout", repr(args.idle_timeout)]
+    worker_args += ["--grace", repr(args.grace), "--core", args.core, "--store", store]
+    return supervise(args.host, args.port, int(args.workers), worker_args, grace=args.grace)

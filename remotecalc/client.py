@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import grpc
 
-from .errors import INDEX_KEY, REASON_KEY, OutcomeUnknown, RemoteCalcError, SessionNotFound, error_for
+from .errors import (
+    INDEX_KEY,
+    REASON_KEY,
+    OutcomeUnknown,
+    RemoteCalcError,
+    SessionNotFound,
+    StepsNotKept,
+    error_for,
+)
 from .model import Operator, Snapshot, Step, Update
 from .v1 import calculator_pb2 as pb
 from .v1 import calculator_pb2_grpc as pb_grpc
@@ -21,7 +31,7 @@ from .v1 import calculator_pb2_grpc as pb_grpc
 if TYPE_CHECKING:
     from .server import RunningServer
 
-__all__ = ["DEFAULT_TIMEOUT", "CallRecord", "Client", "Session", "Watch", "connect", "uuid7"]
+__all__ = ["DEFAULT_TIMEOUT", "CallRecord", "Client", "Session", "Watch", "connect", "grpc_target", "uuid7"]
 
 #: Seconds a unary call may take before it fails with DeadlineExceeded.
 DEFAULT_TIMEOUT = 10.0
@@ -34,22 +44,32 @@ DEFAULT_TIMEOUT = 10.0
 # started as the server stops, on a channel with retries on, can hang for good (grpcio 1.85:
 # its status is UNAVAILABLE but its reads never complete, and cancel() does not end them).
 _RETRIED_METHODS = ("CreateSession", "Apply", "ApplyBatch", "GetSession", "CloseSession")
-_SERVICE_CONFIG = json.dumps(
-    {
-        "methodConfig": [
-            {
-                "name": [{"service": "remotecalc.v1.Calculator", "method": method} for method in _RETRIED_METHODS],
-                "retryPolicy": {
-                    "maxAttempts": 3,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "0.5s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
-                },
-            }
-        ]
-    }
-)
+_RETRY_POLICY = {
+    "maxAttempts": 3,
+    "initialBackoff": "0.05s",
+    "maxBackoff": "0.5s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
+}
+# Several addresses are balanced call by call: round_robin keeps a connection to each, skips
+# the ones that fail, and a retried call (above) goes to the next, so a dead replica costs a
+# retry, not an error. One address keeps gRPC's default, pick_first.
+_ROUND_ROBIN: list[dict[str, dict[str, str]]] = [{"round_robin": {}}]
+# A broken Watch is opened again after these pauses (the last one repeats), within the client's timeout.
+_RESUME_BACKOFF = (0.05, 0.1, 0.2, 0.4, 0.8)
+_MAX_RECONNECT_MS = 1000
+
+
+def _service_config(*, retries: bool, balanced: bool) -> str:
+    config: dict[str, Any] = {}
+    if retries:
+        names = [{"service": "remotecalc.v1.Calculator", "method": method} for method in _RETRIED_METHODS]
+        config["methodConfig"] = [{"name": names, "retryPolicy": _RETRY_POLICY}]
+    if balanced:
+        config["loadBalancingConfig"] = _ROUND_ROBIN
+    return json.dumps(config)
+
+
 Operation = tuple["str | int | Operator", float]
 Result = TypeVar("Result")
 
@@ -64,23 +84,37 @@ class CallRecord(NamedTuple):
 
 
 class Client:
-    """A connection to a remotecalc server; use it as a context manager or close() it."""
+    """A connection to a remotecalc server, or to several replicas balanced call by call; close() it."""
 
     def __init__(
         self,
-        target: str | RunningServer,
+        target: str | RunningServer | Sequence[str | RunningServer],
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         on_call: Callable[[CallRecord], None] | None = None,
     ) -> None:
-        self.target = target if isinstance(target, str) else target.address
+        #: What the client connects to: an address, "a,b" for several, or a gRPC target such as dns:///host:port.
+        self.target = _joined(target)
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive, or None for no deadline")
         self.timeout = timeout
         self.on_call = on_call
-        self._channel = grpc.insecure_channel(self.target, options=[("grpc.service_config", _SERVICE_CONFIG)])
+        channel_target, balanced = grpc_target(self.target)
+        # A replica that comes back is used again within a second (gRPC's reconnect backoff grows to 120 s).
+        reconnect = [("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_MS)] if balanced else []
+        self._channel = grpc.insecure_channel(
+            channel_target,
+            options=[("grpc.service_config", _service_config(retries=True, balanced=balanced)), *reconnect],
+        )
         self._stub = pb_grpc.CalculatorStub(self._channel)
-        self._watch_channel = grpc.insecure_channel(self.target, options=[("grpc.enable_retries", 0)])
+        self._watch_channel = grpc.insecure_channel(
+            channel_target,
+            options=[
+                ("grpc.enable_retries", 0),
+                ("grpc.service_config", _service_config(retries=False, balanced=balanced)),
+                *reconnect,
+            ],
+        )
         self._watch_stub = pb_grpc.CalculatorStub(self._watch_channel)
 
     def create(self, value: float = 0.0) -> Session:
@@ -201,9 +235,12 @@ class Session:
 
     close = answer
 
-    def watch(self) -> Watch:
-        """A live feed of this session's state: now, then after every change, until it closes."""
-        return Watch(self.client, self.token)
+    def watch(self, *, on_resume: Callable[[RemoteCalcError | None], None] | None = None) -> Watch:
+        """A live feed of this session's state: now, then after every change, until it closes.
+
+        A broken stream is resumed on its own (see Watch); on_resume hears of each break and recovery.
+        """
+        return Watch(self.client, self.token, on_resume=on_resume)
 
     def __enter__(self) -> Session:
         return self
@@ -219,32 +256,106 @@ class Session:
 
 
 class Watch:
-    """An iterator of a session's Updates; cancel() or leave the with block to stop it."""
+    """An iterator of a session's Updates; cancel() or leave the with block to stop it.
 
-    def __init__(self, client: Client, token: str) -> None:
+    When the stream breaks (UNAVAILABLE: its replica died or is stopping), the watch opens it again,
+    on any replica the client reaches, after the last step it delivered: the loop sees every step
+    once, in order. It gives up with Unavailable when no replica answers within the client's timeout
+    (with timeout None it keeps trying until cancelled), and with StepsNotKept when the server no
+    longer has every step it missed.
+    """
+
+    def __init__(
+        self, client: Client, token: str, *, on_resume: Callable[[RemoteCalcError | None], None] | None = None
+    ) -> None:
         self.token = token
-        self._call = client._watch_stub.WatchSession(pb.WatchSessionRequest(token=token))
-        self._cancelled = False
+        self._client = client
+        #: Told the error when the stream breaks and a resume begins, then None once a resumed stream answers.
+        self.on_resume = on_resume
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._call = self._open(0)
+        #: The step count of the last update delivered; a resumed stream starts after it.
+        self.last_step: int | None = None
+        #: How many times the stream was opened again after it broke.
+        self.resumes = 0
+
+    def _open(self, after_step: int) -> Any:
+        request = pb.WatchSessionRequest(token=self.token, after_step=after_step)
+        return self._client._watch_stub.WatchSession(request)
 
     def __iter__(self) -> Iterator[Update]:
-        try:
-            for message in self._call:
-                yield Update(
-                    message.token,
-                    message.value,
-                    message.step_count,
-                    tuple(_step(s) for s in message.steps),
-                    message.closed,
-                )
-        except grpc.RpcError as error:
-            if self._cancelled and error.code() == grpc.StatusCode.CANCELLED:
+        broken_since: float | None = None
+        attempts = 0
+        while True:
+            try:
+                for message in self._call:
+                    if broken_since is not None:
+                        broken_since, attempts = None, 0
+                        self._tell(None)
+                    update = self._fresh(_update(message))
+                    if update is not None:
+                        self.last_step = update.step_count
+                        yield update
                 return
-            raise _translate(error) from error
+            except grpc.RpcError as error:
+                if self._stopped.is_set():
+                    return
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise _translate(error) from error
+                if broken_since is None:
+                    broken_since = time.monotonic()
+                    self._tell(_translate(error))
+                attempts += 1
+                if not self._reopen(broken_since, attempts):
+                    if self._stopped.is_set():
+                        return
+                    raise _translate(error) from error
+
+    def _tell(self, error: RemoteCalcError | None) -> None:
+        if self.on_resume is not None:
+            self.on_resume(error)
+
+    def _fresh(self, update: Update) -> Update | None:
+        """The part of update not delivered yet, None if it is all old: a resumed stream may repeat."""
+        last = self.last_step
+        if last is None:
+            return update
+        if update.step_count <= last:
+            return update if update.closed else None
+        steps = tuple(step for step in update.steps if step.number > last)
+        if not update.closed and (not steps or steps[0].number != last + 1):
+            # A server that resumed "from now" (after_step 0, or not served) skipped steps: its history has them.
+            steps = self._missed(last, steps[0].number if steps else update.step_count + 1) + steps
+            if not steps or steps[0].number != last + 1:
+                raise StepsNotKept(f"steps no longer kept: the steps after {last} are gone; watch again from now")
+        return update._replace(steps=steps)
+
+    def _missed(self, last: int, before: int) -> tuple[Step, ...]:
+        """The session's kept steps after last and before before, read with GetSession."""
+        history = Session(self._client, self.token).state().history
+        return tuple(step for step in history if last < step.number < before)
+
+    def _reopen(self, broken_since: float, attempt: int) -> bool:
+        """Open the stream again after a pause; False when the client's timeout has passed or on cancel."""
+        timeout = self._client.timeout
+        pause = _RESUME_BACKOFF[min(attempt, len(_RESUME_BACKOFF)) - 1]
+        if timeout is not None and time.monotonic() + pause - broken_since > timeout:
+            return False
+        if self._stopped.wait(pause):
+            return False
+        with self._lock:
+            if self._stopped.is_set():
+                return False
+            self._call = self._open(self.last_step or 0)
+            self.resumes += 1
+        return True
 
     def cancel(self) -> None:
         """Stop watching; an iteration in progress ends quietly."""
-        self._cancelled = True
-        self._call.cancel()
+        with self._lock:
+            self._stopped.set()
+            self._call.cancel()
 
     def __enter__(self) -> Watch:
         return self
@@ -255,9 +366,63 @@ class Watch:
         self.cancel()
 
 
-def connect(target: str | RunningServer, *, timeout: float | None = DEFAULT_TIMEOUT) -> Client:
-    """A client for a server address ("127.0.0.1:3000") or a running embedded server."""
+def connect(
+    target: str | RunningServer | Sequence[str | RunningServer], *, timeout: float | None = DEFAULT_TIMEOUT
+) -> Client:
+    """A client for an address ("127.0.0.1:3000"), several ("host:port,host:port" or a list), or a running server."""
     return Client(target, timeout=timeout)
+
+
+def grpc_target(target: str) -> tuple[str, bool]:
+    """The gRPC channel target for target, and whether calls are balanced (round_robin) over its addresses.
+
+    "a:1,b:2" (IP addresses) becomes "ipv4:a:1,b:2" or "ipv6:[a]:1,[b]:2"; a "dns:" target balances over
+    every address its name resolves to; one plain address is left as it is.
+    """
+    if target.startswith("dns:"):
+        return target, True
+    parts = [part.strip() for part in target.split(",") if part.strip()]
+    if len(parts) <= 1:
+        return target, False
+    hosts = [_split_address(part) for part in parts]
+    families = {family for family, _, _ in hosts}
+    if len(families) != 1:
+        raise ValueError(
+            f"several addresses must all be IPv4 or all IPv6 literals, got {target!r}; "
+            "for a name that resolves to several replicas, use dns:///NAME:PORT"
+        )
+    family = families.pop()
+    if family == 4:
+        return "ipv4:" + ",".join(f"{host}:{port}" for _, host, port in hosts), True
+    return "ipv6:" + ",".join(f"[{host}]:{port}" for _, host, port in hosts), True
+
+
+def _split_address(address: str) -> tuple[int, str, int]:
+    """(IP version, host, port) of "host:port" or "[v6]:port"; ValueError for anything else."""
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        ip = ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise ValueError(
+            f"{address!r} is not IP:PORT; several addresses must be IP literals with ports "
+            "(for a name that resolves to several replicas, use dns:///NAME:PORT)"
+        ) from None
+    if not 0 < number < 65536:
+        raise ValueError(f"{address!r}: the port must be 1 to 65535")
+    return ip.version, str(ip), number
+
+
+def _joined(target: str | RunningServer | Sequence[str | RunningServer]) -> str:
+    if isinstance(target, str):
+        return target
+    if isinstance(target, Sequence):
+        addresses = [item if isinstance(item, str) else item.address for item in target]
+        if not addresses:
+            raise ValueError("no address to connect to")
+        return ",".join(addresses)
+    return target.address
 
 
 def uuid7(unix_ms: int | None = None) -> uuid.UUID:
@@ -270,6 +435,11 @@ def uuid7(unix_ms: int | None = None) -> uuid.UUID:
 
 def _request_id() -> str:
     return str(uuid7())
+
+
+def _update(message: pb.WatchSessionResponse) -> Update:
+    steps = tuple(_step(s) for s in message.steps)
+    return Update(message.token, message.value, message.step_count, steps, message.closed)
 
 
 def _step(message: pb.Step) -> Step:

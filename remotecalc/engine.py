@@ -9,18 +9,21 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
+from itertools import islice, repeat
 from operator import itemgetter
 
 from .errors import (
+    BeyondLimit,
     CallerGone,
     DivisionByZero,
+    FailedPrecondition,
     InvalidOperand,
     InvalidToken,
     OutOfRange,
     RemoteCalcError,
     ServerStopping,
     SessionNotFound,
+    StepsNotKept,
     TooManySessions,
     TooManyWatchers,
 )
@@ -38,7 +41,19 @@ from .requests import (
 from .sweeper import Sweeper
 from .watcher import Watcher
 
-__all__ = ["FLOAT32_MAX", "Alive", "Engine", "Watcher", "check_operand", "compute"]
+__all__ = [
+    "FLOAT32_MAX",
+    "Alive",
+    "Engine",
+    "Watcher",
+    "check_limit",
+    "check_operand",
+    "check_token",
+    "compute",
+    "compute_many",
+    "gone",
+    "steps_after",
+]
 
 #: A hook a mutating call checks right before it commits: False when its caller has gone.
 Alive = Callable[[], bool]
@@ -64,6 +79,12 @@ def check_operand(value: float, what: str = "operand") -> None:
         raise InvalidOperand(f"{what} must be a finite number, not {value}")
 
 
+def check_limit(value: float, limit: float) -> None:
+    """Refuse a value to be answered beyond limit (the article's float32 bound)."""
+    if value > limit or value < -limit:
+        raise BeyondLimit(f"the value is beyond the limit of {limit!r}")
+
+
 def compute(value: float, operator: int, operand: float, limit: float = math.inf) -> float:
     """The result of one operation, or the error it raises; limit bounds its magnitude."""
     if not math.isfinite(operand):
@@ -85,7 +106,7 @@ def compute(value: float, operator: int, operand: float, limit: float = math.inf
     if not math.isfinite(result):
         raise OutOfRange("the result is too large to be represented")
     if result > limit or result < -limit:
-        raise OutOfRange("the result does not fit a 32-bit float")
+        raise BeyondLimit(f"the result is beyond the limit of {limit!r}")
     return result
 
 
@@ -143,7 +164,8 @@ class _Session:
         self.closed = False
 
 
-def _gone() -> CallerGone:
+def gone() -> CallerGone:
+    """The error of a change not made because its caller left."""
     return CallerGone("the caller cancelled or its deadline passed before the change was made: nothing changed")
 
 
@@ -216,7 +238,7 @@ class Engine:
                 if len(self._sessions) >= self.max_sessions:
                     raise TooManySessions(f"too many live sessions (the limit is {self.max_sessions})")
             if alive is not None and not alive():
-                raise _gone()
+                raise gone()
             token = secrets.token_urlsafe(16)
             self._sessions[token] = _Session(float(value), now)
         return token
@@ -233,7 +255,7 @@ class Engine:
     ) -> Step:
         """Apply one operation; limit bounds the result's magnitude (the article's float32)."""
         if request_id:
-            _check_token(token)
+            check_token(token)
             fingerprint = apply_fingerprint(operator, operand, limit)
             return self.requests.once(
                 request_id, token, fingerprint, lambda: self.apply(token, operator, operand, limit=limit, alive=alive)
@@ -244,7 +266,7 @@ class Engine:
             self._check_open(session)
             result = compute(session.value, operator, operand, limit)
             if alive is not None and not alive():
-                raise _gone()
+                raise gone()
             session.value = result
             session.step_count += 1
             self._touch(token, session, now)
@@ -264,7 +286,7 @@ class Engine:
     ) -> tuple[float, int]:
         """Apply operations in order, all or nothing; return the value and step count."""
         if request_id:
-            _check_token(token)
+            check_token(token)
             fingerprint = batch_fingerprint(operations)
             return self.requests.once(
                 request_id, token, fingerprint, lambda: self.apply_many(token, operations, alive=alive)
@@ -273,9 +295,9 @@ class Engine:
         session = self._session(token, now)
         with session.lock:
             self._check_open(session)
-            results = _compute(session.value, operations, alive)
+            results = compute_many(session.value, operations, alive)
             if alive is not None and not alive():
-                raise _gone()
+                raise gone()
             value = results[-1] if results else session.value
             first = session.step_count + 1
             session.value = value
@@ -316,7 +338,7 @@ class Engine:
     ) -> tuple[float, int]:
         """Close the session and return its final value and step count."""
         if request_id:
-            _check_token(token)
+            check_token(token)
             fingerprint = close_fingerprint(limit)
             return self.requests.once(
                 request_id, token, fingerprint, lambda: self.close(token, limit=limit, alive=alive)
@@ -324,15 +346,17 @@ class Engine:
         session = self._session(token, self._clock())
         with session.lock:
             self._check_open(session)
-            if session.value > limit or session.value < -limit:
-                raise OutOfRange("the value does not fit a 32-bit float; read it through remotecalc.v1")
+            check_limit(session.value, limit)
             if alive is not None and not alive():
-                raise _gone()
+                raise gone()
             self._end(token, session)
             return session.value, session.step_count
 
-    def watch(self, token: str) -> Watcher:
-        """A feed of the session's state: as it is now, then after each change, until it closes."""
+    def watch(self, token: str, after_step: int = 0) -> Watcher:
+        """A feed of the session's state: as it is now, then after each change, until it closes.
+
+        With after_step, the first update also carries the steps after that one, from the history.
+        """
         session = self._session(token, self._clock())
 
         def detach(watcher: Watcher) -> None:
@@ -352,7 +376,8 @@ class Engine:
         try:
             with session.lock:
                 self._check_open(session)
-                watcher._push(Update(token, session.value, session.step_count, (), False))
+                steps = steps_after(session.history or (), session.step_count, after_step)
+                watcher._push(Update(token, session.value, session.step_count, steps, False))
                 session.watchers = [*(session.watchers or ()), watcher]
         except BaseException:
             detach(watcher)
@@ -383,7 +408,7 @@ class Engine:
     def _session(self, token: str, now: float) -> _Session:
         session = self._sessions.get(token)
         if session is None:
-            _check_token(token)
+            check_token(token)
             raise SessionNotFound("no live session has this token: it was closed, expired or never made")
         if now - session.last_used > self.idle_timeout:
             with session.lock:
@@ -455,7 +480,23 @@ class Engine:
             session.watchers = None
 
 
-def _compute(value: float, operations: Sequence[tuple[int, float]], alive: Alive | None) -> list[float]:
+def steps_after(history: Sequence[Step], step_count: int, after_step: int) -> tuple[Step, ...]:
+    """The steps after after_step out of the kept history; StepsNotKept when some are gone."""
+    if not after_step or after_step == step_count:
+        return ()
+    if after_step > step_count:
+        raise FailedPrecondition(f"after_step {after_step} is ahead of the session's {step_count} steps")
+    missed = step_count - after_step
+    # Numbers only grow along the history: its last `missed` steps are the ones wanted if the first is.
+    if len(history) < missed or history[len(history) - missed].number != after_step + 1:
+        raise StepsNotKept(
+            f"steps no longer kept: not every step after {after_step} (of {step_count}) is kept:"
+            " watch from now (after_step 0)"
+        )
+    return tuple(islice(history, len(history) - (step_count - after_step), None))
+
+
+def compute_many(value: float, operations: Sequence[tuple[int, float]], alive: Alive | None = None) -> list[float]:
     """The value after each operation; a long batch stops early, changing nothing, if its caller has gone."""
     if alive is None or len(operations) <= _CHUNK:
         results = _compute_unchecked(value, operations)
@@ -463,7 +504,7 @@ def _compute(value: float, operations: Sequence[tuple[int, float]], alive: Alive
     results = []
     for start in range(0, len(operations), _CHUNK):
         if not alive():
-            raise _gone()
+            raise gone()
         chunk = operations[start : start + _CHUNK]
         done = _compute_unchecked(value, chunk)
         if done is None:
@@ -485,7 +526,8 @@ def _shift_index(error: RemoteCalcError, by: int) -> None:
         error.args = (error.message,)
 
 
-def _check_token(token: str) -> None:
+def check_token(token: str) -> None:
+    """Refuse an empty or malformed token (INVALID_ARGUMENT, unlike a well-formed unknown one)."""
     if not token:
         raise InvalidToken("token is empty")
     if not _TOKEN.fullmatch(token):

@@ -29,6 +29,7 @@ __all__ = [
     "ERROR_DOMAIN",
     "Aborted",
     "AlreadyExists",
+    "BeyondLimit",
     "CallerGone",
     "Cancelled",
     "DataLoss",
@@ -52,6 +53,8 @@ __all__ = [
     "ResourceExhausted",
     "ServerStopping",
     "SessionNotFound",
+    "StepsNotKept",
+    "StoreUnavailable",
     "TooManySessions",
     "TooManyWatchers",
     "Unauthenticated",
@@ -306,6 +309,22 @@ class RequestLogFull(ResourceExhausted):
     """The server remembers as many request ids as it may; a new id is refused, an old one still answered."""
 
     reason = "REQUEST_LOG_FULL"
+
+
+class BeyondLimit(OutOfRange):
+    """A value beyond the limit a contract set (the article's float32): its adapter words the message."""
+
+
+class StepsNotKept(FailedPrecondition):
+    """A Watch asked to resume after a step the store no longer keeps: watch from now instead."""
+
+    reason = "STEPS_NOT_KEPT"
+
+
+class StoreUnavailable(Unavailable):
+    """The session store (Redis) could not be reached: a change may or may not have been made."""
+
+    reason = "STORE_UNAVAILABLE"
 
 
 class CallerGone(DeadlineExceeded):

@@ -25,7 +25,11 @@ __all__ = [
     "DEFAULT_REQUEST_WINDOW",
     "DEFAULT_SKEW",
     "RequestLog",
+    "apply_fingerprint",
     "batch_fingerprint",
+    "check_date",
+    "close_fingerprint",
+    "create_fingerprint",
     "parse_request_id",
 ]
 
@@ -62,6 +66,21 @@ def _dated(raw: bytes) -> float | None:
     if raw[6] >> 4 != 7 or raw[8] >> 6 != 0b10:
         return None
     return int.from_bytes(raw[:6], "big") / 1000.0
+
+
+def check_date(raw: bytes, now: float, window: float, skew: float) -> None:
+    """Refuse a UUIDv7 dated before the retry window or too far ahead of now (other ids pass)."""
+    dated = _dated(raw)
+    if dated is not None:
+        if now - dated > window:
+            raise RequestExpired(
+                f"request_id is {now - dated:.0f} s old, past the {window:.0f} s retry window: not applied"
+            )
+        if dated - now > skew:
+            raise RequestIdFromTheFuture(
+                f"request_id is dated {dated - now:.0f} s ahead of the server's clock"
+                f" (at most {skew:.0f} s): check the client's clock"
+            )
 
 
 def apply_fingerprint(operator: int, operand: float, limit: float) -> bytes:
@@ -166,17 +185,7 @@ class RequestLog:
     def _admit(self, raw: bytes) -> float:
         """Refuse an id the window no longer covers, or a new one when the log is full; lock held."""
         now = self.now()
-        dated = _dated(raw)
-        if dated is not None:
-            if now - dated > self.window:
-                raise RequestExpired(
-                    f"request_id is {now - dated:.0f} s old, past the {self.window:.0f} s retry window: not applied"
-                )
-            if dated - now > self.skew:
-                raise RequestIdFromTheFuture(
-                    f"request_id is dated {dated - now:.0f} s ahead of the server's clock"
-                    f" (at most {self.skew:.0f} s): check the client's clock"
-                )
+        check_date(raw, now, self.window, self.skew)
         if len(self._entries) >= self.max_entries and not self._forget(now):
             raise RequestLogFull(f"the server remembers {self.max_entries} recent request ids, its limit: retry later")
         return now

@@ -8,19 +8,19 @@ import errno
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from concurrent import futures
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from .engine import Engine
 from .errors import PortInUse
 from .service import SERVICE_NAMES, add_services
 from .status import Gate
+from .stores import Store, open_store
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "RunningServer", "start_server"]
 
@@ -40,8 +40,25 @@ _OPTIONS = [
     ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
     ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
 ]
+# Workers of one `remotecalc serve --workers N` share their port: their parent checked it was free
+# and holds it (remotecalc.workers), so they skip the probe and turn SO_REUSEPORT on.
+_WORKER_OPTIONS = [("grpc.so_reuseport", 1), *_OPTIONS[1:]]
 
 _WORKERS_KEPT_FREE = 4
+
+
+class AddServices(Protocol):
+    """What registers the calculator services on a server: remotecalc.service.add_services by default."""
+
+    def __call__(
+        self,
+        server: grpc.Server | grpc.aio.Server,
+        engine: Store,
+        *,
+        asynchronous: bool = False,
+        gate: Gate | None = None,
+    ) -> None: ...
+
 
 _running: dict[tuple[object, ...], RunningServer] = {}
 _running_lock = threading.Lock()
@@ -74,9 +91,9 @@ def _bind_error(host: str, port: int) -> OSError | None:
     return None
 
 
-def _listen(server: grpc.Server | grpc.aio.Server, host: str, port: int) -> int:
+def _listen(server: grpc.Server | grpc.aio.Server, host: str, port: int, *, shared: bool = False) -> int:
     # Probing first keeps gRPC from logging its own error line before ours.
-    refusal = _bind_error(host, port)
+    refusal = None if shared else _bind_error(host, port)
     if refusal is not None:
         raise refusal
     try:
@@ -101,18 +118,32 @@ def _add_standard_services(server: grpc.Server | grpc.aio.Server) -> health.Heal
 class RunningServer:
     """A calculator server running in background threads: its address, and a way to stop it."""
 
-    def __init__(self, engine: Engine, host: str, port: int, core: Core, max_workers: int) -> None:
+    def __init__(
+        self,
+        engine: Store,
+        host: str,
+        port: int,
+        core: Core,
+        max_workers: int,
+        *,
+        services: AddServices = add_services,
+        shared_port: bool = False,
+    ) -> None:
+        #: Where this server's sessions live (the in-memory engine by default).
         self.engine = engine
+        self._shared_port = shared_port
+        options = _WORKER_OPTIONS if shared_port else _OPTIONS
         self.host = host
         self.core: Core = core
         self._stopped = threading.Event()
         self._key: tuple[object, ...] | None = None
         self._gate = Gate()
+        self._services = services
         if core == "sync":
-            self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=_OPTIONS)
-            add_services(self._server, engine, gate=self._gate)
+            self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
+            services(self._server, engine, gate=self._gate)
             self._health = _add_standard_services(self._server)
-            self.port = _listen(self._server, host, port)
+            self.port = _listen(self._server, host, port, shared=shared_port)
             self._server.start()
         else:
             self._loop = asyncio.new_event_loop()
@@ -129,10 +160,10 @@ class RunningServer:
                 raise
 
     async def _start_aio(self, host: str, port: int) -> int:
-        self._aio_server = grpc.aio.server(options=_OPTIONS)
-        add_services(self._aio_server, self.engine, asynchronous=True, gate=self._gate)
+        self._aio_server = grpc.aio.server(options=_WORKER_OPTIONS if self._shared_port else _OPTIONS)
+        self._services(self._aio_server, self.engine, asynchronous=True, gate=self._gate)
         self._health = _add_standard_services(self._aio_server)
-        bound = _listen(self._aio_server, host, port)
+        bound = _listen(self._aio_server, host, port, shared=self._shared_port)
         await self._aio_server.start()
         return bound
 
@@ -186,7 +217,9 @@ class RunningServer:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<RunningServer {self.address} {state}, {len(self.engine)} sessions>"
+        engine = self.engine
+        where = f"{len(engine)} sessions" if isinstance(engine, Sized) else f"sessions in {engine!r}"
+        return f"<RunningServer {self.address} {state}, {where}>"
 
 
 def start_server(
@@ -199,18 +232,26 @@ def start_server(
     clock: Callable[[], float] = time.monotonic,
     core: Core = "sync",
     max_workers: int = 32,
+    store: str | Store | None = None,
+    services: AddServices = add_services,
+    shared_port: bool = False,
 ) -> RunningServer:
     """Start a server in background threads; the same arguments again return the running one.
 
     Port 0 picks a free port. Loopback unless host says otherwise. Servers still running
-    when the interpreter exits are stopped then.
+    when the interpreter exits are stopped then. store is where sessions live: None or "memory"
+    (this process), a ``redis://HOST:PORT/DB`` or ``rediss://`` URL, or a store object. services
+    registers the calculator services on the gRPC server (a benchmark passes its own). shared_port
+    is for the workers of `remotecalc serve --workers N` (SO_REUSEPORT on a port their parent holds).
     """
-    key = (host, port, max_sessions, idle_timeout, history_limit, clock, core, max_workers)
+    key: tuple[object, ...] = (host, port, max_sessions, idle_timeout, history_limit, clock, core, max_workers)
+    key += (store, services, shared_port)
     with _running_lock:
         existing = _running.get(key)
         if existing is not None and existing.running:
             return existing
-        engine = Engine(
+        engine = open_store(
+            store,
             max_sessions=max_sessions,
             idle_timeout=idle_timeout,
             history_limit=history_limit,
@@ -218,7 +259,7 @@ def start_server(
             max_watchers=max(1, max_workers - _WORKERS_KEPT_FREE),
             clock=clock,
         )
-        server = RunningServer(engine, host, port, core, max_workers)
+        server = RunningServer(engine, host, port, core, max_workers, services=services, shared_port=shared_port)
         engine.start()
         server._key = key
         _running[key] = server

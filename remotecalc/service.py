@@ -9,9 +9,11 @@ from typing import Any
 import grpc
 
 from .article import calc_pb2, calc_pb2_grpc
-from .engine import FLOAT32_MAX, Engine
+from .engine import FLOAT32_MAX
+from .errors import BeyondLimit, OutOfRange
 from .model import Operator, Snapshot, Step, Update
 from .status import AsyncCore, Gate, SyncCore, register
+from .stores import Store
 from .v1 import calculator_pb2 as pb
 from .v1 import calculator_pb2_grpc as pb_grpc
 
@@ -31,14 +33,17 @@ _OPERATION_FIELDS = attrgetter("operator", "operand")
 class ArticleCalculator(calc_pb2_grpc.CalculatorServicer):
     """The article's contract: 32-bit floats, a result beyond them is OUT_OF_RANGE."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Store) -> None:
         self._engine = engine
 
     def Create(self, request: calc_pb2.Number, context: Any) -> calc_pb2.SessionOperation:
         return calc_pb2.SessionOperation(token=self._engine.create(request.value, alive=caller_waiting(context)))
 
     def Answer(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
-        value, _ = self._engine.close(request.token, limit=FLOAT32_MAX, alive=caller_waiting(context))
+        try:
+            value, _ = self._engine.close(request.token, limit=FLOAT32_MAX, alive=caller_waiting(context))
+        except BeyondLimit:
+            raise OutOfRange("the value does not fit a 32-bit float; read it through remotecalc.v1") from None
         return calc_pb2.Number(value=value)
 
     def Add(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
@@ -54,16 +59,19 @@ class ArticleCalculator(calc_pb2_grpc.CalculatorServicer):
         return self._apply(Operator.DIVIDE, request, context)
 
     def _apply(self, operator: Operator, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
-        step = self._engine.apply(
-            request.token, operator, request.value, limit=FLOAT32_MAX, alive=caller_waiting(context)
-        )
+        try:
+            step = self._engine.apply(
+                request.token, operator, request.value, limit=FLOAT32_MAX, alive=caller_waiting(context)
+            )
+        except BeyondLimit:
+            raise OutOfRange("the result does not fit a 32-bit float") from None
         return calc_pb2.Number(value=step.result)
 
 
 class CalculatorV1(pb_grpc.CalculatorServicer):
     """remotecalc.v1: 64-bit doubles, batches, reads and Watch."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Store) -> None:
         self._engine = engine
 
     def CreateSession(self, request: pb.CreateSessionRequest, context: Any) -> pb.CreateSessionResponse:
@@ -98,7 +106,7 @@ class CalculatorV1(pb_grpc.CalculatorServicer):
         return pb.CloseSessionResponse(value=value, step_count=count)
 
     def WatchSession(self, request: pb.WatchSessionRequest, context: Any) -> Iterator[pb.WatchSessionResponse]:
-        watcher = self._engine.watch(request.token)
+        watcher = self._engine.watch(request.token, request.after_step)
         if not context.add_callback(watcher.cancel):
             watcher.cancel()
         try:
@@ -157,7 +165,7 @@ def update_message(update: Update) -> pb.WatchSessionResponse:
 
 
 def add_services(
-    server: grpc.Server | grpc.aio.Server, engine: Engine, *, asynchronous: bool = False, gate: Gate | None = None
+    server: grpc.Server | grpc.aio.Server, engine: Store, *, asynchronous: bool = False, gate: Gate | None = None
 ) -> None:
     """Register both calculator contracts, over one engine, on a server; gate, when given, counts their calls."""
     core = (AsyncCore if asynchronous else SyncCore)(gate or Gate())

@@ -50,6 +50,30 @@ def server(clock: FakeClock) -> Iterator[RunningServer]:
         running.stop(grace=0)
 
 
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (AOF, appendfsync always) for the whole run; its URL."""
+    from redis_servers import RedisServer
+
+    redis_server = RedisServer(tmp_path_factory.mktemp("redis"))
+    redis_server.start()
+    try:
+        yield redis_server.url
+    finally:
+        redis_server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_server(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[RunningServer]:
+    """A running server whose sessions live in memory, then one whose sessions live in Redis."""
+    store = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    running = start_server(port=0, clock=clock, store=store)
+    try:
+        yield running
+    finally:
+        running.stop(grace=0)
+
+
 @pytest.fixture
 def client(server: RunningServer) -> Iterator[Client]:
     """A remotecalc client connected to the `server` fixture."""

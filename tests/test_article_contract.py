@@ -20,6 +20,12 @@ ARTICLE_DIR = Path(__file__).parent / "article"
 ARTICLE_PORT = 3000
 
 
+@pytest.fixture
+def server(store_server: RunningServer) -> RunningServer:
+    """This module's server: each test runs on the in-memory store and on the Redis store."""
+    return store_server
+
+
 @pytest.fixture(scope="module")
 def article_stubs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding the article's calc.proto, the stubs protoc generated from it, and its client."""
@@ -46,7 +52,9 @@ def test_the_article_sequence_through_raw_stubs_gives_ten(server: RunningServer)
         ] == [5.0, 2.0, 20.0, 10.0]
         answer = stub.Answer(calc_pb2.SessionOperation(token=session.token, value=0), timeout=10)
         assert answer.value == 10.0
-    assert len(server.engine) == 0
+        with pytest.raises(grpc.RpcError) as gone:
+            stub.Add(calc_pb2.SessionOperation(token=session.token, value=1), timeout=10)
+        assert gone.value.code() is grpc.StatusCode.NOT_FOUND
 
 
 def test_article_float_arithmetic_is_32_bit(server: RunningServer) -> None:

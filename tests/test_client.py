@@ -298,13 +298,16 @@ def test_an_unknown_create_resolves_to_its_session(server: RunningServer) -> Non
     assert len(server.engine) == 1
 
 
-def test_a_watch_error_cannot_be_resolved(server: RunningServer, client: Client) -> None:
+def test_a_watch_error_cannot_be_resolved(server: RunningServer) -> None:
+    client = remotecalc.connect(server, timeout=0.5)  # a Watch tries to resume for the client's timeout
     session = client.create(1)
     watch = session.watch()
     assert next(iter(watch)).value == 1
     server.stop(grace=0)
     with pytest.raises(Unavailable) as raised:
         list(watch)
+    assert watch.resumes >= 1
+    client.close()
     assert not raised.value.resolvable
     with pytest.raises(TypeError, match="watch again"):
         raised.value.resolve()

@@ -21,6 +21,16 @@ from remotecalc.v1 import calculator_pb2 as pb
 ADD, SUBTRACT, MULTIPLY, DIVIDE = Operator.ADD, Operator.SUBTRACT, Operator.MULTIPLY, Operator.DIVIDE
 
 
+#: For a test that reads the in-memory engine or ages sessions with the fake clock (Redis ages them by TTL).
+memory_only = pytest.mark.parametrize("store_server", ["memory"], indirect=True)
+
+
+@pytest.fixture
+def server(store_server: RunningServer) -> RunningServer:
+    """This module's server: each test runs on the in-memory store and on the Redis store."""
+    return store_server
+
+
 @pytest.fixture
 def channel(server: RunningServer) -> Iterator[grpc.Channel]:
     """A raw channel to the `server` fixture."""
@@ -97,6 +107,7 @@ def test_watch_delivers_every_change_in_order_then_closed(channel: grpc.Channel,
     ]
 
 
+@memory_only
 def test_watch_ends_closed_when_the_session_expires(server: RunningServer, client: Client, clock: FakeClock) -> None:
     session = client.create(7)
     with session.watch() as watch:
@@ -108,6 +119,7 @@ def test_watch_ends_closed_when_the_session_expires(server: RunningServer, clien
     assert [(update.value, update.closed) for update in rest] == [(7, True)]
 
 
+@memory_only
 def test_cancelling_a_watch_ends_it_and_the_server_lets_go(server: RunningServer, client: Client) -> None:
     session = client.create(0)
     watch = session.watch()
@@ -188,6 +200,7 @@ def _rid() -> str:
     return uuid.uuid4().hex
 
 
+@memory_only
 def test_create_session_with_a_repeated_request_id_creates_once(server: RunningServer, channel: grpc.Channel) -> None:
     stub = V1Calls(channel).stub
     request = pb.CreateSessionRequest(value=4, request_id=_rid())

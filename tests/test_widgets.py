@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 import traitlets
+from conftest import FakeClock
 
 import remotecalc
-from remotecalc import Client, RunningServer
+from remotecalc import Client, RunningServer, start_server
 from remotecalc.model import Operator, Step
 from remotecalc.widgets import CalculatorPanel, embedded_panel, format_number, wait_for
 from remotecalc.widgets.view import SessionView
@@ -190,14 +191,19 @@ def test_answer_shows_the_final_value_and_ends_the_session(panel: CalculatorPane
     assert shown(panel, "value") == "10"
 
 
-def test_the_server_gone_shows_an_error_and_nothing_escapes(panel: CalculatorPanel, server: RunningServer) -> None:
+def test_the_server_gone_shows_an_error_and_nothing_escapes(server: RunningServer) -> None:
+    panel = CalculatorPanel(server, timeout=1.0)
+    statuses: list[str] = []
+    panel.observe(lambda change: statuses.append(change["new"]), names="status")
     click(panel, "new", "4")
     # A stream still starting when the server stops can hang in grpcio (see the panel's module).
     assert panel.wait_for(lambda: panel.status == "connected")
 
     server.stop(grace=0)
 
+    # The Watch tries to resume for the client's timeout (1 s here), then gives up.
     assert panel.wait_for(lambda: shown(panel, "status") == "disconnected")
+    assert statuses[-2:] == ["reconnecting…", "disconnected"]
     # Whether the stream hears the server say it is stopping, or only loses the connection, is a race.
     assert shown(panel, "error") in {
         "The server is stopping (UNAVAILABLE)",
@@ -209,6 +215,7 @@ def test_the_server_gone_shows_an_error_and_nothing_escapes(panel: CalculatorPan
     click(panel, "new", "1")
     assert log(panel)[0][:3] == ["CreateSession", "value=1", "UNAVAILABLE"]
     assert shown(panel, "status") == "disconnected"
+    panel.close()
 
 
 def test_a_panel_on_an_unreachable_server_says_so(server: RunningServer) -> None:
@@ -304,6 +311,8 @@ def test_the_state_is_traitlets_code_can_observe_and_link(panel: CalculatorPanel
     steps: list[int] = []
     panel.observe(lambda change: steps.append(change["new"]), names="step_count")
     assert panel.token is not None
+    # Connected: the Watch's first message came, so the batch is sent as a change with its steps.
+    assert panel.wait_for(lambda: panel.status == "connected")
 
     client.session(panel.token).apply_many([("+", 5), ("*", 3)])  # no click: the Watch stream brings it
 
@@ -468,3 +477,25 @@ def test_an_older_update_never_overwrites_a_newer_one() -> None:
 
     assert not view.merge(5.0, 1, [Step(1, Operator.ADD, 5.0, 5.0)])
     assert (view.value, view.step_count) == (10.0, 2)
+
+
+def test_panels_on_two_replicas_carry_on_when_one_stops(redis_url: str) -> None:
+    one = start_server(port=0, store=redis_url, clock=FakeClock())
+    two = start_server(port=0, store=redis_url, clock=FakeClock())
+    left = CalculatorPanel([one, two], initial_value=1)
+    right = CalculatorPanel([two.address, one.address], token=left.token)
+    try:
+        click(left, "add", "41")
+        assert right.wait_for(lambda: right.value == 42)
+        one.stop(grace=0)
+        click(left, "divide", "2")
+        click(right, "multiply", "2")
+        for panel in (left, right):
+            assert panel.wait_for(lambda panel=panel: panel.value == 42 and panel.status == "connected")
+            assert [row[0] for row in history(panel)] == ["3", "2", "1"]
+            assert shown(panel, "error") == ""
+    finally:
+        left.close()
+        right.close()
+        one.stop(grace=0)
+        two.stop(grace=0)

@@ -453,6 +453,9 @@ class WatchSessionRequest(_message.Message):
     after_step: _builtins.int
     """Resume after this step: the stream starts with the steps after it (when the server still
     has them), so a client whose stream broke misses and repeats nothing. 0: start from now.
+    The first response then carries those steps. FAILED_PRECONDITION with reason STEPS_NOT_KEPT
+    ("steps no longer kept") when some are gone (the in-memory store keeps the session's history,
+    the Redis store its watch stream), and FAILED_PRECONDITION when after_step is ahead of the session.
     """
     def __init__(
         self,

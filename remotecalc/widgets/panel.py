@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
@@ -42,6 +42,7 @@ OPERATORS: dict[str, Operator] = {operator.name.lower(): operator for operator i
 NO_SESSION = "no session"
 CONNECTING = "connecting…"
 CONNECTED = "connected"
+RECONNECTING = "reconnecting…"
 CLOSED = "closed"
 DISCONNECTED = "disconnected"
 NEEDS_SESSION = "No session: click New session first"
@@ -65,8 +66,9 @@ class _Stream:
 class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
     """A calculator session to click through: number field, + - × ÷, New session, Answer, history, chart, RPC log.
 
-    target is a server address ("127.0.0.1:3000") or a RunningServer. With token, the panel attaches
-    to that session; without, it opens a session holding initial_value at once, so that
+    target is a server address ("127.0.0.1:3000"), several replicas' ("a:1,b:2" or a list, balanced as
+    remotecalc.connect does; a broken Watch resumes on another) or a RunningServer. With token, the panel
+    attaches to that session; without, it opens a session holding initial_value at once, so that
     ``CalculatorPanel(server, token=panel.token)`` right after always joins panel's session.
     """
 
@@ -74,7 +76,7 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
     value = traitlets.Float(None, allow_none=True, read_only=True)
     #: How many steps the session had made when the panel last heard of it.
     step_count = traitlets.Int(0, read_only=True)
-    #: The connection state shown: no session, connecting…, connected, closed or disconnected.
+    #: The connection state shown: no session, connecting…, connected, reconnecting…, closed or disconnected.
     status = traitlets.Unicode(NO_SESSION, read_only=True)
     #: The message shown in red, "" when there is none.
     error = traitlets.Unicode("", read_only=True)
@@ -87,7 +89,7 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
 
     def __init__(
         self,
-        target: str | RunningServer,
+        target: str | RunningServer | Sequence[str | RunningServer],
         *,
         token: str | None = None,
         initial_value: float = 0.0,
@@ -109,7 +111,7 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         self._drawn: tuple[list[int], list[float]] = ([], [])
         self._closed = False
         #: The server the panel talks to, when it was given one rather than an address.
-        self.server = None if isinstance(target, str) else target
+        self.server = target if not isinstance(target, (str, Sequence)) else None
         #: The page's part: number field, buttons, value, status, error, history and log.
         self.body = CalculatorBody(self._on_press)
         #: The value over the steps, a plotly FigureWidget.
@@ -275,7 +277,9 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
             self._view = view
             self._status = CONNECTING
             self._error = ""
-        stream = _Stream(generation, session.watch(), session.token)
+        stream = _Stream(
+            generation, session.watch(on_resume=lambda error: self._resuming(generation, error)), session.token
+        )
         stream.thread = threading.Thread(
             target=self._read_stream, args=(stream,), name=f"remotecalc-watch-{session.token[:6]}", daemon=True
         )
@@ -332,6 +336,15 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
             )
             if not self._closed:
                 self._render()
+
+    def _resuming(self, generation: int, error: RemoteCalcError | None) -> None:
+        """The Watch stream broke (error) and is being opened again, or was (None): say so."""
+        with self._lock:
+            if generation != self._generation or self._closed:
+                return
+            self._status = RECONNECTING if error is not None else CONNECTED
+            self._error = render.error_text(error) if error is not None else ""
+            self._render()
 
     def _take_update(self, generation: int, update: Update) -> None:
         with self._lock:

@@ -1,0 +1,103 @@
+"""Where sessions live: the store boundary, the in-memory store (the default) and the Redis store.
+
+Every store applies the engine's rules (remotecalc.engine: validation, arithmetic, limits, error
+wording) and differs only in where a session's state is kept and how a change is committed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from ..engine import Alive, Engine
+from ..model import Snapshot, Step, Update
+
+__all__ = ["MEMORY", "Feed", "MemoryStore", "Store", "open_store"]
+
+#: The store named by --store memory: sessions in the server's own process.
+MEMORY = "memory"
+
+#: The in-memory store: the engine itself, its sessions in dicts behind per-session locks.
+MemoryStore = Engine
+
+
+class Feed(Protocol):
+    """One Watch: the session's updates in order; cancel() when done."""
+
+    def __iter__(self) -> Iterator[Update]: ...
+
+    def cancel(self) -> None:
+        """Stop the feed; an iteration under way ends."""
+
+
+class Store(Protocol):
+    """What the services need of a session store; the rules behind each call are the engine's."""
+
+    def start(self) -> None:
+        """Start background work (the in-memory sweeper)."""
+
+    def shutdown(self) -> None:
+        """End every Watch with SERVER_STOPPING and refuse new ones."""
+
+    def sweep(self) -> int:
+        """Expire idle sessions where the store does not expire them itself; return how many."""
+
+    def create(self, value: float, *, request_id: str = "", alive: Alive | None = None) -> str:
+        """Open a session holding value; return its token."""
+
+    def apply(
+        self,
+        token: str,
+        operator: int,
+        operand: float,
+        *,
+        limit: float = math.inf,
+        request_id: str = "",
+        alive: Alive | None = None,
+    ) -> Step:
+        """Apply one operation and return its step."""
+
+    def apply_many(
+        self,
+        token: str,
+        operations: Sequence[tuple[int, float]],
+        *,
+        request_id: str = "",
+        alive: Alive | None = None,
+    ) -> tuple[float, int]:
+        """Apply operations in order, all or nothing; return the value and step count."""
+
+    def snapshot(self, token: str) -> Snapshot:
+        """The session's value, step count and recent history."""
+
+    def close(
+        self, token: str, *, limit: float = math.inf, request_id: str = "", alive: Alive | None = None
+    ) -> tuple[float, int]:
+        """Close the session; return its final value and step count."""
+
+    def watch(self, token: str, after_step: int = 0) -> Feed:
+        """A feed of the session: now (with the steps after after_step), then each change."""
+
+
+def open_store(store: str | Store | None = None, **memory_options: Any) -> Store:
+    """A store from its URL (``memory``, ``redis://…``, ``rediss://…``, ``redis+cluster://…``) or the store itself.
+
+    memory_options are the in-memory engine's (max_sessions, idle_timeout, clock...); a Redis
+    store takes idle_timeout, history_limit and max_watchers from them too (expiry is Redis TTL).
+    """
+    if store is None or store == MEMORY:
+        return Engine(**memory_options)
+    if not isinstance(store, str):
+        return store
+    if store.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "unix://")):
+        from .redis import RedisStore
+
+        options = {
+            key: memory_options[key]
+            for key in ("idle_timeout", "history_limit", "max_watchers")
+            if key in memory_options
+        }
+        redis_store: Store = RedisStore.from_url(store, **options)
+        return redis_store
+    raise ValueError(f"unknown store {store!r}: use 'memory' or a redis:// or rediss:// URL")

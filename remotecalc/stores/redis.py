@@ -1,0 +1,565 @@
+"""Sessions in Redis: the engine's rules computed in Python, each change committed by one script.
+
+A change reads the session's state (a per-replica cache makes that free in the usual case),
+computes the result with the engine's own rules, and commits it with one Lua script that checks
+that the step count is still the one computed from (compare-and-set). The script also answers a
+request id it has seen with the stored reply, records the new value (floats as Python's exact
+repr, never Lua's 14-digit tostring), appends the change's steps to the session's stream (its
+history and its Watch feed at once, trimmed to the last history_limit steps) and refreshes every
+key's TTL. A lost race re-reads and recomputes. All keys of a session share the Cluster hash tag
+{token}.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import secrets
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+from ..engine import Alive, check_limit, check_operand, check_token, compute, compute_many, gone, steps_after
+from ..errors import (
+    Aborted,
+    RemoteCalcError,
+    RequestIdReused,
+    ServerStopping,
+    SessionNotFound,
+    StoreUnavailable,
+    TooManyWatchers,
+    WatcherTooSlow,
+)
+from ..model import Operator, Snapshot, Step, Update
+from ..requests import (
+    DEFAULT_REQUEST_WINDOW,
+    DEFAULT_SKEW,
+    apply_fingerprint,
+    batch_fingerprint,
+    check_date,
+    close_fingerprint,
+    create_fingerprint,
+    parse_request_id,
+)
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError:  # pragma: no cover - the message is the point
+    redis = None  # type: ignore[assignment]
+
+__all__ = ["PASSWORD_VARIABLE", "RedisStore"]
+
+#: The environment variable a Redis password is read from when the URL has none.
+PASSWORD_VARIABLE = "REMOTECALC_REDIS_PASSWORD"
+
+_T = TypeVar("_T")
+_OPERATORS = {int(operator): operator for operator in Operator}
+_NOT_FOUND = "no live session has this token: it was closed, expired or never made"
+_UNREACHABLE = "the session store (Redis) is unreachable: a change may or may not be made; retry with its request_id"
+_REFUSED = f"the session store (Redis) refused the server's password: check {PASSWORD_VARIABLE} or the URL"
+# A lost compare-and-set re-reads and recomputes; this many lost races in a row is contention enough.
+_RETRIES = 64
+
+# KEYS: state hash, watch stream[, reply of this request id].
+# ARGV: expected step count, kind (a change / c close), new step count, new value, TTL ms, the
+# oldest stream id the history still needs, reply, reply TTL ms, the change's steps (packed).
+_COMMIT = """
+if #KEYS == 3 then
+  local done = redis.call('GET', KEYS[3])
+  if done then return {'dup', done} end
+end
+local state = redis.call('HMGET', KEYS[1], 'n', 'v')
+if not state[1] then return {'gone'} end
+if state[1] ~= ARGV[1] then return {'moved', state[1], state[2]} end
+if ARGV[2] == 'c' then
+  redis.call('DEL', KEYS[1])
+  redis.call('XADD', KEYS[2], ARGV[3] .. '-1', 'p', ARGV[1], 'v', ARGV[4], 'c', '1')
+else
+  redis.call('HSET', KEYS[1], 'n', ARGV[3], 'v', ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  if ARGV[9] ~= '' then
+    redis.call('XADD', KEYS[2], 'MINID', ARGV[6], ARGV[3] .. '-0', 'p', ARGV[1], 'v', ARGV[4], 's', ARGV[9])
+  end
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+if #KEYS == 3 then redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[8]) end
+return {'ok'}
+"""
+
+# KEYS: state hash. ARGV: value, TTL ms.
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'n', '0', 'v', ARGV[1], 'i', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+def _keys(token: str) -> tuple[str, str]:
+    """The state hash and the watch stream of a session: one hash tag, one Cluster slot."""
+    return f"rc:{{{token}}}:s", f"rc:{{{token}}}:w"
+
+
+def _pack(operators: Sequence[int], operands: Sequence[float], results: Sequence[float]) -> str:
+    """A change's steps in one string: operator bytes, then operands and results as exact doubles."""
+    size = len(results)
+    raw = bytes(operators) + struct.pack(f"<{size}d", *operands) + struct.pack(f"<{size}d", *results)
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _unpack(text: str, last: int) -> list[Step]:
+    """The steps _pack packed, numbered so that the last one is last."""
+    raw = base64.b64decode(text)
+    size = len(raw) // 17
+    operands = struct.unpack_from(f"<{size}d", raw, size)
+    results = struct.unpack_from(f"<{size}d", raw, 9 * size)
+    operators = map(_OPERATORS.__getitem__, raw[:size])
+    return list(map(Step._make, zip(range(last - size + 1, last + 1), operators, operands, results, strict=True)))
+
+
+def _entry_steps(entry_id: str, fields: dict[str, str]) -> list[Step]:
+    text = fields.get("s")
+    return _unpack(text, int(entry_id.partition("-")[0])) if text else []
+
+
+def _step(text: str) -> Step:
+    number, operator, operand, result = text.split(" ")
+    return Step(int(number), _OPERATORS[int(operator)], float(operand), float(result))
+
+
+def _requires_redis() -> None:
+    if redis is None:
+        raise ImportError(
+            "the Redis store needs redis-py: pip install 'remotecalc[redis]'",
+            name="redis",
+        )
+
+
+class _Change:
+    """What one change commits: new state, its packed steps, the reply a retry gets, and the result."""
+
+    __slots__ = ("close", "count", "reply", "result", "steps", "value")
+
+    def __init__(self, value: float, count: int, steps: str, reply: str, result: object, close: bool = False) -> None:
+        self.value = value
+        self.count = count
+        self.steps = steps
+        self.reply = reply
+        self.result = result
+        self.close = close
+
+
+class RedisStore:
+    """Sessions kept in Redis, shared by every replica that uses the same Redis; expiry is Redis TTL."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        idle_timeout: float = 3600.0,
+        history_limit: int = 1000,
+        max_watchers: int = 1000,
+        request_window: float = DEFAULT_REQUEST_WINDOW,
+        request_skew: float = DEFAULT_SKEW,
+        wall_clock: Callable[[], float] = time.time,
+        block: float = 0.5,
+        cache_size: int = 100_000,
+        name: str = "redis",
+    ) -> None:
+        _requires_redis()
+        if min(history_limit, max_watchers, cache_size) < 1 or not idle_timeout > 0:
+            raise ValueError("idle_timeout, history_limit, max_watchers and cache_size must be positive")
+        self._redis = client
+        self.idle_timeout = idle_timeout
+        self.history_limit = history_limit
+        self.max_watchers = max_watchers
+        self.request_window = request_window
+        self.request_skew = request_skew
+        self._wall_clock = wall_clock
+        self._block_ms = max(1, int(block * 1000))
+        self._ttl_ms = str(max(1, math.ceil(idle_timeout * 1000)))
+        self._reply_ttl_ms = str(math.ceil((request_window + request_skew) * 1000))
+        # A closed session's stream stays only for its watchers to read the end, not a whole idle timeout.
+        self._closed_ttl_ms = str(min(int(self._ttl_ms), int(self._reply_ttl_ms)))
+        self._commit = client.register_script(_COMMIT)
+        self._create = client.register_script(_CREATE)
+        # The last state this replica saw of each session: (step count, value). A stale one costs a retry.
+        self._cache: dict[str, tuple[int, float]] = {}
+        self._cache_size = cache_size
+        self._feeds: set[_Feed] = set()
+        self._feeds_lock = threading.Lock()
+        self._stopping = False
+        self._name = name
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisStore:
+        """A store on the Redis at url (redis://, rediss://, redis+cluster://); a password may come from the env."""
+        _requires_redis()
+        extra: dict[str, Any] = {}
+        parts = urlsplit(url)
+        if not parts.password and os.environ.get(PASSWORD_VARIABLE):
+            extra["password"] = os.environ[PASSWORD_VARIABLE]
+        shown = parts._replace(netloc=f"{parts.hostname}:{parts.port or 6379}").geturl()
+        # No automatic retry: a resent script whose first run committed would apply twice.
+        client: Any
+        if parts.scheme.endswith("+cluster"):
+            plain = parts._replace(scheme=parts.scheme.removesuffix("+cluster")).geturl()
+            client = redis.RedisCluster.from_url(plain, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
+        else:
+            client = redis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
+        return cls(client, name=shown, **options)
+
+    def __repr__(self) -> str:
+        return f"<RedisStore {self._name}>"
+
+    # -- the store interface ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Nothing to start: Redis expires idle sessions itself."""
+
+    def sweep(self) -> int:
+        """Nothing to sweep: every key of a session has a TTL."""
+        return 0
+
+    def shutdown(self) -> None:
+        """End every Watch with SERVER_STOPPING, refuse new ones and close idle connections."""
+        with self._feeds_lock:
+            self._stopping = True
+            feeds = list(self._feeds)
+        for feed in feeds:
+            feed.end(ServerStopping("the server is stopping"))
+        pool = getattr(self._redis, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect(inuse_connections=False)
+        else:
+            self._redis.disconnect_connection_pools()
+
+    def create(self, value: float, *, request_id: str = "", alive: Alive | None = None) -> str:
+        """Open a session holding value and return its token."""
+        if request_id:
+            return self._unreachable(lambda: self._create_once(value, request_id, alive))
+        check_operand(value, "initial value")
+        if alive is not None and not alive():
+            raise gone()
+        value = float(value)
+        token = secrets.token_urlsafe(16)
+        self._unreachable(lambda: self._create(keys=[_keys(token)[0]], args=[repr(value), self._ttl_ms]))
+        self._remember(token, 0, value)
+        return token
+
+    def apply(
+        self,
+        token: str,
+        operator: int,
+        operand: float,
+        *,
+        limit: float = math.inf,
+        request_id: str = "",
+        alive: Alive | None = None,
+    ) -> Step:
+        """Apply one operation; limit bounds the result's magnitude (the article's float32)."""
+
+        def change(value: float, count: int) -> _Change:
+            result = compute(value, operator, operand, limit)
+            step = Step(count + 1, _OPERATORS[operator], operand, result)
+            reply = f"{count + 1} {operator:d} {float(operand)!r} {result!r}"
+            return _Change(result, count + 1, _pack((operator,), (operand,), (result,)), reply, step)
+
+        fingerprint = apply_fingerprint(operator, operand, limit) if request_id else b""
+        return self._change(token, change, request_id, fingerprint, alive, _step)
+
+    def apply_many(
+        self,
+        token: str,
+        operations: Sequence[tuple[int, float]],
+        *,
+        request_id: str = "",
+        alive: Alive | None = None,
+    ) -> tuple[float, int]:
+        """Apply operations in order, all or nothing; return the value and step count.
+
+        The script's work is bounded by history_limit, not by the batch: the arithmetic is done here.
+        """
+
+        def change(value: float, count: int) -> _Change:
+            results = compute_many(value, operations, alive)
+            if not results:
+                return _Change(value, count, "", f"{value!r} {count}", (value, count))
+            keep = max(0, len(operations) - self.history_limit)
+            kept = operations[keep:] if keep else operations
+            steps = _pack(
+                list(map(itemgetter(0), kept)), list(map(itemgetter(1), kept)), results[keep:] if keep else results
+            )
+            final, total = results[-1], count + len(operations)
+            return _Change(final, total, steps, f"{final!r} {total}", (final, total))
+
+        fingerprint = batch_fingerprint(operations) if request_id else b""
+        return self._change(token, change, request_id, fingerprint, alive, _value_and_count)
+
+    def snapshot(self, token: str) -> Snapshot:
+        """The session's value, step count and recent history; reading it changes nothing."""
+        check_token(token)
+        state_key, stream_key = _keys(token)
+
+        def read() -> tuple[list[str | None], list[Any]]:
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hmget(state_key, "n", "v", "i")
+                pipe.xrange(stream_key, "-", "+")
+                state, entries = pipe.execute()
+            return state, entries
+
+        state, entries = self._unreachable(read)
+        count, value, initial = state
+        if count is None or value is None or initial is None:
+            raise SessionNotFound(_NOT_FOUND)
+        self._remember(token, int(count), float(value))
+        history = [step for entry_id, raw in entries for step in _entry_steps(entry_id, _fields(raw))]
+        return Snapshot(token, float(value), int(count), tuple(history[-self.history_limit :]), float(initial))
+
+    def close(
+        self, token: str, *, limit: float = math.inf, request_id: str = "", alive: Alive | None = None
+    ) -> tuple[float, int]:
+        """Close the session and return its final value and step count."""
+
+        def change(value: float, count: int) -> _Change:
+            check_limit(value, limit)
+            return _Change(value, count, "", f"{value!r} {count}", (value, count), close=True)
+
+        fingerprint = close_fingerprint(limit) if request_id else b""
+        return self._change(token, change, request_id, fingerprint, alive, _value_and_count)
+
+    def watch(self, token: str, after_step: int = 0) -> _Feed:
+        """A feed of the session: its state now (with the steps after after_step), then every change."""
+        check_token(token)
+        with self._feeds_lock:
+            if self._stopping:
+                raise ServerStopping("the server is stopping")
+            if len(self._feeds) >= self.max_watchers:
+                raise TooManyWatchers(f"too many open watches (the limit is {self.max_watchers})")
+        first, last_id = self._unreachable(lambda: self._watch_start(token, after_step))
+        feed = _Feed(self, token, first, last_id)
+        with self._feeds_lock:
+            self._feeds.add(feed)
+        return feed
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _unreachable(self, call: Callable[[], _T]) -> _T:
+        """call's result; a Redis failure becomes UNAVAILABLE (retryable, outcome unknown), never INTERNAL."""
+        try:
+            return call()
+        except redis.AuthenticationError as error:
+            raise StoreUnavailable(_REFUSED) from error
+        except redis.RedisError as error:
+            raise StoreUnavailable(_UNREACHABLE) from error
+
+    def _remember(self, token: str, count: int, value: float) -> None:
+        cache = self._cache
+        if len(cache) >= self._cache_size and token not in cache:
+            cache.clear()
+        cache[token] = (count, value)
+
+    def _read(self, token: str) -> tuple[int, float]:
+        count, value = self._redis.hmget(_keys(token)[0], "n", "v")
+        if count is None or value is None:
+            raise SessionNotFound(_NOT_FOUND)
+        return int(count), float(value)
+
+    def _request_key(self, token: str, request_id: str) -> str:
+        """The key of a request id's stored reply, in the session's slot; refuses a bad or stale id first."""
+        raw = parse_request_id(request_id)
+        check_date(raw, self._wall_clock(), self.request_window, self.request_skew)
+        return f"rc:{{{token}}}:q:{raw.hex()}"
+
+    def _change(
+        self,
+        token: str,
+        change: Callable[[float, int], _Change],
+        request_id: str,
+        fingerprint: bytes,
+        alive: Alive | None,
+        parse: Callable[[str], _T],
+    ) -> _T:
+        check_token(token)
+        request_key = self._request_key(token, request_id) if request_id else ""
+        tag = fingerprint.hex()
+        return self._unreachable(lambda: self._commit_change(token, change, request_key, tag, alive, parse))
+
+    def _commit_change(
+        self,
+        token: str,
+        change: Callable[[float, int], _Change],
+        request_key: str,
+        tag: str,
+        alive: Alive | None,
+        parse: Callable[[str], _T],
+    ) -> _T:
+        keys = [*_keys(token), request_key] if request_key else list(_keys(token))
+        known = self._cache.get(token)
+        for _ in range(_RETRIES):
+            fresh = known is None
+            try:
+                count, value = self._read(token) if known is None else known
+                done = change(value, count)
+            except RemoteCalcError:
+                if request_key and (reply := self._redis.get(request_key)) is not None:
+                    return _replayed(reply, tag, parse)
+                if not fresh:
+                    # Computed from the cache: the session as Redis has it may say otherwise.
+                    known = None
+                    continue
+                raise
+            if alive is not None and not alive():
+                raise gone()
+            kind = "c" if done.close else "a"
+            args = [
+                str(count),
+                kind,
+                str(done.count),
+                repr(done.value),
+                self._closed_ttl_ms if done.close else self._ttl_ms,
+                # The stream keeps the entries holding the last history_limit steps: the history.
+                f"{max(1, done.count - self.history_limit + 1)}-0",
+                f"{tag}|{done.reply}",
+                self._reply_ttl_ms,
+                done.steps,
+            ]
+            outcome = self._commit(keys=keys, args=args)
+            verdict = outcome[0]
+            if verdict == "ok":
+                if done.close:
+                    self._cache.pop(token, None)
+                else:
+                    self._remember(token, done.count, done.value)
+                return cast(_T, done.result)
+            if verdict == "dup":
+                return _replayed(outcome[1], tag, parse)
+            if verdict == "gone":
+                self._cache.pop(token, None)
+                raise SessionNotFound(_NOT_FOUND)
+            known = (int(outcome[1]), float(outcome[2]))
+        raise Aborted(f"the session changed under {_RETRIES} attempts in a row: retry")
+
+    def _create_once(self, value: float, request_id: str, alive: Alive | None) -> str:
+        raw = parse_request_id(request_id)
+        check_date(raw, self._wall_clock(), self.request_window, self.request_skew)
+        tag = create_fingerprint(value).hex()
+        key = f"rc:{{c:{raw.hex()}}}"
+        stored = self._redis.get(key)
+        if stored is not None:
+            return str(_replayed(stored, tag, str))
+        token = self.create(value, alive=alive)
+        # The session first, then the id: a crash between them leaves an orphan that expires, never a
+        # reply naming a session that was not made. Of two racing creates, the later one yields.
+        if self._redis.set(key, f"{tag}|{token}", nx=True, px=int(self._reply_ttl_ms)):
+            return token
+        self._redis.delete(*_keys(token))
+        self._cache.pop(token, None)
+        stored = self._redis.get(key)
+        return token if stored is None else str(_replayed(stored, tag, str))
+
+    def _watch_start(self, token: str, after_step: int) -> tuple[Update, str]:
+        state_key, stream_key = _keys(token)
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(state_key, "n", "v")
+            pipe.xrevrange(stream_key, "+", "-", count=1)
+            if after_step:
+                pipe.xrange(stream_key, f"({after_step}-0", "+")
+            replies = pipe.execute()
+        (count, value), newest = replies[0], replies[1]
+        if count is None or value is None:
+            raise SessionNotFound(_NOT_FOUND)
+        kept: list[Step] = []
+        for entry_id, raw in replies[2] if after_step else ():
+            kept.extend(_entry_steps(entry_id, _fields(raw)))
+        steps = steps_after(kept, int(count), after_step)
+        last_id = newest[0][0] if newest else "0-0"
+        return Update(token, float(value), int(count), steps, False), last_id
+
+    def _detach(self, feed: _Feed) -> None:
+        with self._feeds_lock:
+            self._feeds.discard(feed)
+
+
+def _fields(raw: dict[str, str] | list[str]) -> dict[str, str]:
+    """A stream entry's fields as a dict: a Cluster pipeline leaves them a flat list."""
+    if isinstance(raw, dict):
+        return raw
+    return dict(zip(raw[::2], raw[1::2], strict=True))
+
+
+def _value_and_count(text: str) -> tuple[float, int]:
+    value, count = text.split(" ")
+    return float(value), int(count)
+
+
+def _replayed(stored: str, tag: str, parse: Callable[[str], _T]) -> _T:
+    """The stored reply of a request id, if it was used for this very request."""
+    stored_tag, _, reply = stored.partition("|")
+    if stored_tag != tag:
+        raise RequestIdReused("request_id was already used for a different request")
+    return parse(reply)
+
+
+class _Feed:
+    """One Watch on a Redis store: XREAD BLOCK on the session's stream, so no change is missed."""
+
+    def __init__(self, store: RedisStore, token: str, first: Update, last_id: str) -> None:
+        self._store = store
+        self._token = token
+        self._first = first
+        self._last_id = last_id
+        self._error: RemoteCalcError | None = None
+        self._cancelled = False
+
+    def end(self, error: RemoteCalcError) -> None:
+        """End the feed with error; its iteration raises it within one block period."""
+        if self._error is None:
+            self._error = error
+
+    def cancel(self) -> None:
+        """Stop watching; an iteration under way ends within one block period."""
+        self._cancelled = True
+        self._store._detach(self)
+
+    def __iter__(self) -> Iterator[Update]:
+        store, token = self._store, self._token
+        update = self._first
+        yield update
+        state_key, stream_key = _keys(token)
+        value, count = update.value, update.step_count
+        while True:
+            if self._error is not None:
+                raise self._error
+            if self._cancelled:
+                return
+            reply = store._unreachable(
+                lambda: store._redis.xread({stream_key: self._last_id}, count=100, block=store._block_ms)
+            )
+            if not reply:
+                if not store._unreachable(lambda: store._redis.exists(state_key)):
+                    # Expired: the keys' TTL ran out with no close entry.
+                    yield Update(token, value, count, (), True)
+                    return
+                continue
+            for entry_id, raw in reply[0][1]:
+                fields = _fields(raw)
+                self._last_id = entry_id
+                if int(fields["p"]) != count:
+                    raise WatcherTooSlow(
+                        f"the watcher fell more than {store.history_limit} steps behind and was ended:"
+                        " watch again to resume"
+                    )
+                value = float(fields["v"])
+                if fields.get("c"):
+                    yield Update(token, value, count, (), True)
+                    return
+                count = int(entry_id.partition("-")[0])
+                yield Update(token, value, count, tuple(_entry_steps(entry_id, fields)), False)
