@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["cores", "goals", "render"]
+__all__ = ["RECOMMENDED_NODE_BYTES", "cores", "goals", "render"]
+
+#: The stream-node-max-bytes the README recommends: a changed session's first node costs an eighth of
+#: the default's, while 100 steps take about as many bytes as with the default (smaller nodes cost more).
+RECOMMENDED_NODE_BYTES = 512
 
 
 def _find(rows: list[dict[str, Any]], **where: Any) -> dict[str, Any]:
@@ -57,10 +61,10 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     for fsync in ("everysec", "always"):
         row = _find(results["redis"], server=f"redis {fsync}")
         found.append((f"ApplyBatch of 1,000, Redis {fsync}: ops/s", row["batch_1000_ops_per_s"], 500_000))
-    default, *tuned = results["session_bytes"]
-    best = min(tuned, key=lambda r: r["after_1"])
+    default = results["session_bytes"][0]
+    recommended = _find(results["session_bytes"], node_max_bytes=RECOMMENDED_NODE_BYTES)
     found.append(("bytes per session in Redis after 1 Apply, default stream node (at most)", default["after_1"], 600))
-    found.append((f"  the same, stream-node-max-bytes {best['node_max_bytes']} (at most)", best["after_1"], 600))
+    found.append((f"  the same, stream-node-max-bytes {RECOMMENDED_NODE_BYTES} (at most)", recommended["after_1"], 600))
     for watch in results["watch_latency"]:
         found.append((f"Watch p99 ms, 8 watchers at 500/s, {watch['server']} (at most)", watch["p99_ms"], 5.0))
     rows = []
