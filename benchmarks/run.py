@@ -34,6 +34,7 @@ except ImportError as missing:
 
 from benchmarks.measure import BATCH_SIZES
 from benchmarks.processes import Child, start_server_process, start_worker_process
+from benchmarks.scaling import callers, redis_store
 from benchmarks.servers import KINDS
 from benchmarks.table import cores, goals, render
 
@@ -42,10 +43,15 @@ DEFAULT_CORE = "sync"
 
 # Part 1 runs `cycles` times through the six servers, `slice` seconds each, so that a burst of load
 # from elsewhere falls on all alike; the other parts run `rounds` times, seconds per measurement as named.
-QUICK = {"cycles": 1, "slice": 0.3, "rounds": 1, "batch": 0.25, "watch": 0.4, "embedded": 0.4, "apply": 0.4}
-QUICK |= {"sessions": 100_000, "session_rounds": 1, "session_apply": 0.4, "expire_after": 0.5, "sweep_window": 2.5}
+QUICK = {"cycles": 1, "slice": 0.2, "rounds": 1, "batch": 0.15, "watch": 0.25, "embedded": 0.25, "apply": 0.25}
+QUICK |= {"sessions": 50_000, "session_rounds": 1, "session_apply": 0.25, "expire_after": 0.5, "sweep_window": 2.0}
 FULL = {"cycles": 20, "slice": 0.4, "rounds": 3, "batch": 1.5, "watch": 2.0, "embedded": 3.0, "apply": 2.0}
 FULL |= {"sessions": 1_000_000, "session_rounds": 10, "session_apply": 1.0, "expire_after": 2.0, "sweep_window": 10.0}
+# Parts 7 to 9: the Redis store, Watch latency (8 watchers at 500 updates/s), concurrent callers.
+QUICK |= {"redis_rounds": 1, "redis_apply": 0.2, "redis_batch": 0.15, "watch_latency": 0.3}
+QUICK |= {"callers_rounds": 1, "callers_seconds": 0.1}
+FULL |= {"redis_rounds": 5, "redis_apply": 1.0, "redis_batch": 1.0, "watch_latency": 6.0}
+FULL |= {"callers_rounds": 3, "callers_seconds": 1.5}
 
 _T = TypeVar("_T")
 
@@ -225,14 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = dict(QUICK if args.quick else FULL)
     started = time.perf_counter()
-    progress("starting the servers and the load generator (a full run takes about four minutes)")
+    progress("starting the servers and the load generator (a full run takes about six minutes)")
     worker = start_worker_process()
     try:
         results: dict[str, Any] = {"settings": {"quick": args.quick, "default_core": DEFAULT_CORE, **settings}}
         results.update(unary_and_more(worker, settings))
         results["sessions"] = sessions(worker, settings)
+        results.update(redis_store(worker, settings, progress))
     finally:
         worker.close()
+    results.update(callers(settings, progress))
     results["cores"] = cores(results)
     results["goals"] = goals(results)
     results["settings"]["total_seconds"] = time.perf_counter() - started

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .loads import measure_embedded, measure_watch
+from .loads import measure_embedded, measure_session_bytes, measure_watch, measure_watch_latency
 from .measure import (
     close_channels,
     measure_apply_latency,
@@ -25,6 +25,8 @@ TASKS: dict[str, Callable[..., Any]] = {
     "apply": measure_apply_rate,
     "apply_latency": measure_apply_latency,
     "watch": measure_watch,
+    "watch_latency": measure_watch_latency,
+    "session_bytes": measure_session_bytes,
     "embedded": measure_embedded,
     "close_channels": close_channels,
 }

@@ -21,6 +21,10 @@ PARTS = (
     "4. Sessions",
     "5. Embedded",
     "6. Core",
+    "7. Redis store",
+    "bytes per session in Redis",
+    "8. Watch latency",
+    "9. Concurrent callers",
     "Goals",
 )
 
@@ -104,15 +108,82 @@ def test_apply_latency_is_reported_over_a_window_in_which_the_sweeper_expires_ev
 def test_every_goal_is_reported_with_its_verdict(quick_run: tuple[str, dict[str, Any], str]) -> None:
     _, results, _ = quick_run
     goals = results["goals"]
-    assert len(goals) == 8
+    assert len(goals) == 18
     assert all(isinstance(goal["met"], bool) and goal["value"] > 0 for goal in goals)
+    names = " / ".join(goal["goal"] for goal in goals)
+    for wanted in ("Redis appendfsync everysec / memory", "Redis appendfsync always / memory", "Watch p99"):
+        assert wanted in names
+    assert {goal["target"] for goal in goals} >= {0.6, 0.4, 500_000, 1_500_000, 600, 5.0}
 
 
 def test_a_run_says_which_part_runs_while_it_runs(quick_run: tuple[str, dict[str, Any], str]) -> None:
     _, _, progress = quick_run
-    for part in ("part 1, unary calls: cycle 1 of 1", "parts 2, 3 and 5", "part 4, sessions: opening"):
+    for part in (
+        "part 1, unary calls: cycle 1 of 1",
+        "parts 2, 3 and 5",
+        "part 4, sessions: opening",
+        "part 7, Redis store: round 1 of 1",
+        "part 7, bytes per session in Redis",
+        "part 8, Watch latency, 8 watchers at 500 updates/s: redis always",
+        "part 9, concurrent callers: round 1 of 1",
+    ):
         assert part in progress
     assert "Traceback" not in progress
+
+
+def test_the_redis_store_is_measured_beside_memory_with_the_cpu_of_server_and_redis(
+    quick_run: tuple[str, dict[str, Any], str],
+) -> None:
+    _, results, _ = quick_run
+    rows = {row["server"]: row for row in results["redis"]}
+    assert set(rows) == {"memory", "redis everysec", "redis always"}
+    assert rows["memory"]["vs_memory"] == 1.0 and rows["memory"]["batch_vs_memory"] == 1.0
+    for name, row in rows.items():
+        assert row["apply_calls_per_s"] > 0 and row["batch_1000_ops_per_s"] > 0 and row["vs_memory"] > 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+        assert row["server_cpu_us_per_call"] > 0
+        # The in-memory server has no Redis to spend CPU in; a Redis-backed one does.
+        assert (row["redis_cpu_us_per_call"] > 0) is (name != "memory"), row
+
+
+def test_bytes_per_session_grow_with_its_steps_under_each_stream_node_setting(
+    quick_run: tuple[str, dict[str, Any], str],
+) -> None:
+    _, results, _ = quick_run
+    sizes = results["session_bytes"]
+    # Redis's default first (the stream's first node preallocated at 4 KB), then the smaller nodes tried.
+    assert (sizes[0]["node_max_bytes"], sizes[0]["node_max_entries"]) == (4096, 100)
+    assert len(sizes) >= 2
+    for row in sizes:
+        assert 0 < row["new"] < row["after_1"] < row["after_100"], row
+    # A smaller first node costs a changed session fewer bytes: what the README recommends rests on it.
+    assert sizes[0]["after_1"] > min(row["after_1"] for row in sizes[1:])
+
+
+def test_every_watcher_receives_every_step_and_its_latency_is_reported(
+    quick_run: tuple[str, dict[str, Any], str],
+) -> None:
+    _, results, _ = quick_run
+    watches = {row["server"]: row for row in results["watch_latency"]}
+    assert set(watches) == {"memory", "redis everysec", "redis always"}
+    for row in watches.values():
+        assert row["watchers"] == 8 and row["target_per_s"] == 500
+        assert row["deliveries"] > 0 and row["missing"] == 0, row
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+
+
+def test_unary_calls_are_measured_at_1_4_and_64_callers_on_each_core_and_worker_count(
+    quick_run: tuple[str, dict[str, Any], str],
+) -> None:
+    _, results, _ = quick_run
+    servers = ("memory sync", "memory aio", "redis 1 process", "redis --workers 2")
+    assert {(row["server"], row["callers"]) for row in results["callers"]} == {
+        (server, count) for server in servers for count in (1, 4, 64)
+    }
+    assert all(row["calls_per_s"] > 0 for row in results["callers"])
+    assert [row["callers"] for row in results["callers_ratios"]] == [1, 4, 64]
+    for row in results["callers_ratios"]:
+        assert row["aio_vs_sync"] > 0 and row["workers_2_vs_1"] > 0 and row["redis_vs_memory"] > 0
 
 
 def test_run_outside_the_virtual_environment_says_which_python_to_use() -> None:
