@@ -10,7 +10,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from itertools import islice
-from operator import itemgetter
 
 from .errors import (
     BeyondLimit,
@@ -304,15 +303,11 @@ class Engine:
             session.step_count += len(operations)
             self._touch(token, session, now)
             keep = max(0, len(operations) - self.history_limit)
-            kept = operations[keep:] if keep else operations
-            # Columns, not a Step per operation: the Steps are made only for a watcher or a read.
+            # The history keeps these lists as they are, no Step per operation: a copy of the
+            # operations (the caller's own) costs a pointer each; the results are already this call's.
+            kept = list(operations[keep:] if keep else operations)
             history = self._history(session)
-            history.extend(
-                session.step_count,
-                map(itemgetter(0), kept),
-                map(itemgetter(1), kept),
-                results[keep:] if keep else results,
-            )
+            history.extend(session.step_count, kept, results[keep:] if keep else results)
             if session.watchers and operations:
                 self._publish(session, token, history.steps(len(kept)))
             count = session.step_count
