@@ -328,3 +328,19 @@ def test_history_and_watch_show_exactly_the_steps_of_a_plain_list(
 
 def _bits(step: Step) -> tuple[int, int, bytes, bytes]:
     return step.number, step.operator, struct.pack("<d", step.operand), struct.pack("<d", step.result)
+
+
+def test_the_history_does_not_change_when_the_caller_reuses_its_operations_list() -> None:
+    # The history keeps a batch's lists rather than Steps: it must not share the caller's list.
+    engine = Engine(history_limit=10)
+    token = engine.create(1.0)
+    operations = [(int(Operator.ADD), 1.0), (int(Operator.MULTIPLY), 3.0)]
+    engine.apply_many(token, operations)
+    operations[0] = (int(Operator.SUBTRACT), 100.0)
+    operations.append((int(Operator.DIVIDE), 2.0))
+    engine.apply(token, Operator.ADD, 0.5)
+    assert engine.snapshot(token).history == (
+        Step(1, Operator.ADD, 1.0, 2.0),
+        Step(2, Operator.MULTIPLY, 3.0, 6.0),
+        Step(3, Operator.ADD, 0.5, 6.5),
+    )
