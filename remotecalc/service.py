@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterator
 from operator import attrgetter
 from typing import Any
@@ -17,7 +18,7 @@ from .stores import Store
 from .v1 import calculator_pb2 as pb
 from .v1 import calculator_pb2_grpc as pb_grpc
 
-__all__ = ["SERVICE_NAMES", "ArticleCalculator", "CalculatorV1", "add_services", "caller_waiting"]
+__all__ = ["SERVICE_NAMES", "ArticleCalculator", "CalculatorV1", "add_services", "batch_operations", "caller_waiting"]
 
 #: The fully qualified names of the two calculator services.
 SERVICE_NAMES = (
@@ -28,6 +29,10 @@ SERVICE_NAMES = (
 
 # Reads (operator, operand) of each Operation in C, a fifth faster than a comprehension.
 _OPERATION_FIELDS = attrgetter("operator", "operand")
+# An Operation as serialized when its operator fits one varint byte and its operand is set: field 2
+# of the request (tag 0x12) of 11 bytes, operator (tag 0x08) and operand (tag 0x11, a little-endian double).
+_OPERATION_RECORD = struct.Struct("<3xBxd")
+_RECORD_SIZE = _OPERATION_RECORD.size
 
 
 class ArticleCalculator(calc_pb2_grpc.CalculatorServicer):
@@ -92,7 +97,7 @@ class CalculatorV1(pb_grpc.CalculatorServicer):
         return pb.ApplyResponse(value=step.result, step=step_message(step))
 
     def ApplyBatch(self, request: pb.ApplyBatchRequest, context: Any) -> pb.ApplyBatchResponse:
-        operations = list(map(_OPERATION_FIELDS, request.operations))
+        operations = batch_operations(request)
         value, count = self._engine.apply_many(
             request.token, operations, request_id=request.request_id, alive=caller_waiting(context)
         )
@@ -114,6 +119,29 @@ class CalculatorV1(pb_grpc.CalculatorServicer):
                 yield update_message(update)
         finally:
             watcher.cancel()
+
+
+def batch_operations(request: pb.ApplyBatchRequest) -> list[tuple[int, float]]:
+    """The (operator, operand) of each operation of a batch, in order."""
+    # A Python object per Operation costs a quarter of a microsecond: read the canonical encoding
+    # instead, which holds them all as records of one fixed shape when every operation is typical.
+    # Every byte of the shape is checked; any other request takes the per-message path.
+    count = len(request.operations)
+    data = request.SerializeToString()
+    # Fields are serialized in number order: the operations (field 2) follow the token (field 1).
+    token = pb.ApplyBatchRequest(token=request.token).SerializeToString()
+    records = data[len(token) : len(token) + _RECORD_SIZE * count]
+    if (
+        data.startswith(token)
+        and len(records) == _RECORD_SIZE * count
+        and records[0::_RECORD_SIZE] == b"\x12" * count
+        and records[1::_RECORD_SIZE] == b"\x0b" * count
+        and records[2::_RECORD_SIZE] == b"\x08" * count
+        and records[4::_RECORD_SIZE] == b"\x11" * count
+        and records[3::_RECORD_SIZE].isascii()
+    ):
+        return list(_OPERATION_RECORD.iter_unpack(records))
+    return list(map(_OPERATION_FIELDS, request.operations))
 
 
 def caller_waiting(context: Any) -> Callable[[], bool]:

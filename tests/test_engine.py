@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 import re
 import secrets
+import struct
 import threading
 
 import pytest
 from conftest import FakeClock
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from remotecalc import (
     DivisionByZero,
@@ -17,10 +20,12 @@ from remotecalc import (
     Operator,
     OutOfRange,
     SessionNotFound,
+    Step,
+    StepsNotKept,
     TooManySessions,
     WatcherTooSlow,
 )
-from remotecalc.engine import Engine
+from remotecalc.engine import Engine, compute
 
 THREADS = 16
 ADDS_PER_THREAD = 500
@@ -271,3 +276,71 @@ def test_a_watcher_that_falls_too_far_behind_is_ended() -> None:
             received.append(update.value)
     assert received == []  # told on its very next read, not after reading the stale backlog
     assert engine.apply(token, Operator.ADD, 1).result == 6
+
+
+_OPERATION = st.tuples(
+    st.sampled_from([int(operator) for operator in Operator]),
+    st.floats(min_value=-4.0, max_value=4.0, allow_nan=False).filter(lambda operand: abs(operand) >= 0.25),
+)
+# Operands of at least 1/4 in magnitude keep 144 steps far from overflow. A change is one apply or a
+# batch, possibly empty, possibly longer than the history.
+_CHANGE = st.one_of(_OPERATION, st.lists(_OPERATION, max_size=12))
+
+
+@settings(max_examples=60, deadline=None)
+@given(limit=st.integers(min_value=1, max_value=5), changes=st.lists(_CHANGE, max_size=12), data=st.data())
+def test_history_and_watch_show_exactly_the_steps_of_a_plain_list(
+    limit: int, changes: list[tuple[int, float] | list[tuple[int, float]]], data: st.DataObject
+) -> None:
+    # The history is kept as columns and made into Steps when read: it must read as the plain list would.
+    engine = Engine(history_limit=limit, watch_backlog=10_000)
+    token = engine.create(1.0)
+    watcher = engine.watch(token)
+    updates = iter(watcher)
+    assert next(updates).steps == ()
+    steps: list[Step] = []
+    value = 1.0
+    for change in changes:
+        operations = [change] if isinstance(change, tuple) else change
+        before = len(steps)
+        for operator, operand in operations:
+            value = compute(value, operator, operand)
+            steps.append(Step(len(steps) + 1, Operator(operator), operand, value))
+        if isinstance(change, tuple):
+            assert engine.apply(token, *change) == steps[-1]
+        else:
+            assert engine.apply_many(token, change) == (value, len(steps))
+        published = steps[before:][-limit:]
+        assert published == [] or next(updates).steps == tuple(published)
+    snapshot = engine.snapshot(token)
+    assert snapshot.history == tuple(steps[-limit:])
+    assert [_bits(step) for step in snapshot.history] == [_bits(step) for step in steps[-limit:]]
+    after = data.draw(st.integers(min_value=max(0, len(steps) - limit), max_value=len(steps)), label="after_step")
+    resumed = engine.watch(token, after)
+    # after_step 0 means from now, without steps.
+    assert next(iter(resumed)).steps == (tuple(steps[after:]) if after else ())
+    if len(steps) > limit + 1:
+        with pytest.raises(StepsNotKept):
+            engine.watch(token, len(steps) - limit - 1)
+    watcher.cancel()
+    resumed.cancel()
+
+
+def _bits(step: Step) -> tuple[int, int, bytes, bytes]:
+    return step.number, step.operator, struct.pack("<d", step.operand), struct.pack("<d", step.result)
+
+
+def test_the_history_does_not_change_when_the_caller_reuses_its_operations_list() -> None:
+    # The history keeps a batch's lists rather than Steps: it must not share the caller's list.
+    engine = Engine(history_limit=10)
+    token = engine.create(1.0)
+    operations = [(int(Operator.ADD), 1.0), (int(Operator.MULTIPLY), 3.0)]
+    engine.apply_many(token, operations)
+    operations[0] = (int(Operator.SUBTRACT), 100.0)
+    operations.append((int(Operator.DIVIDE), 2.0))
+    engine.apply(token, Operator.ADD, 0.5)
+    assert engine.snapshot(token).history == (
+        Step(1, Operator.ADD, 1.0, 2.0),
+        Step(2, Operator.MULTIPLY, 3.0, 6.0),
+        Step(3, Operator.ADD, 0.5, 6.5),
+    )
