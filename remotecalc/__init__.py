@@ -35,10 +35,12 @@ from .errors import (
 )
 from .model import Operator, Snapshot, Step, Update
 from .server import RunningServer, start_server
+from .tls import TLS
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "TLS",
     "Aborted",
     "AlreadyExists",
     "CallRecord",

@@ -15,6 +15,7 @@ import grpc
 from .article import calc_pb2, calc_pb2_grpc
 from .client import connect
 from .server import DEFAULT_HOST, DEFAULT_PORT, start_server
+from .tls import TLS
 from .workers import follow_parent, quiet_after_listening, supervise
 
 ARTICLE_SEQUENCE = (("+", 5.0), ("-", 3.0), ("*", 10.0), ("/", 2.0))
@@ -30,6 +31,7 @@ def serve(
     core: str,
     store: str = "memory",
     shared_port: bool = False,
+    tls: TLS | None = None,
 ) -> int:
     """Serve in the foreground until Ctrl-C or SIGTERM; return the exit code."""
     if shared_port:
@@ -37,7 +39,7 @@ def serve(
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    if not _is_loopback(host):
+    if tls is None and not _is_loopback(host):
         print(
             f"remotecalc: warning: listening on {host} without TLS: calls and tokens travel in clear", file=sys.stderr
         )
@@ -50,6 +52,7 @@ def serve(
             core=core,  # type: ignore[arg-type]
             store=store,
             shared_port=shared_port,
+            tls=tls,
         )
     except OSError as error:
         print(f"remotecalc: {error.strerror or error}", file=sys.stderr)
@@ -174,6 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="server processes on the port, restarted if one dies; N > 1 needs a shared --store (%(default)s)",
     )
+    serve_parser.add_argument("--tls-cert", metavar="FILE", help="serve TLS only, with this PEM certificate chain")
+    serve_parser.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    serve_parser.add_argument(
+        "--tls-client-ca", metavar="FILE", help="require client certificates signed by this PEM CA (mutual TLS)"
+    )
     # Set by --workers on the processes it starts: the port is shared with SO_REUSEPORT.
     serve_parser.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)
     commands.add_parser("demo", help="run the article's sequence on an embedded server")
@@ -181,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    tls = _tls(serve_parser, args) if args.command == "serve" else None
     if args.command == "serve" and args.workers > 1:
         return _serve_workers(serve_parser, args)
     if args.command == "serve":
@@ -193,8 +202,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             core=args.core,
             store=args.store,
             shared_port=args.shared_port,
+            tls=tls,
         )
     return demo()
+
+
+def _tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TLS | None:
+    """The TLS files of `serve`, None without --tls-cert; a certificate without its key is refused."""
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            parser.error("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        parser.error("--tls-cert and --tls-key go together: the certificate and its private key")
+    return TLS(cert=args.tls_cert, key=args.tls_key, client_ca=args.tls_client_ca)
 
 
 def _serve_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -207,4 +228,7 @@ def _serve_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         )
     worker_args = ["--max-sessions", str(args.max_sessions), "--idle-timeout", repr(args.idle_timeout)]
     worker_args += ["--grace", repr(args.grace), "--core", args.core, "--store", store]
+    for option in ("tls_cert", "tls_key", "tls_client_ca"):
+        if getattr(args, option) is not None:
+            worker_args += ["--" + option.replace("_", "-"), getattr(args, option)]
     return supervise(args.host, args.port, int(args.workers), worker_args, grace=args.grace)

@@ -25,6 +25,7 @@ from .errors import (
     error_for,
 )
 from .model import Operator, Snapshot, Step, Update
+from .tls import PemSource, channel_credentials, explain_unreachable
 from .v1 import calculator_pb2 as pb
 from .v1 import calculator_pb2_grpc as pb_grpc
 
@@ -92,7 +93,17 @@ class Client:
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         on_call: Callable[[CallRecord], None] | None = None,
+        tls: bool = False,
+        root_certificates: PemSource | None = None,
+        client_cert: PemSource | None = None,
+        client_key: PemSource | None = None,
     ) -> None:
+        credentials = channel_credentials(
+            tls=tls, root_certificates=root_certificates, client_cert=client_cert, client_key=client_key
+        )
+        #: True when the client speaks TLS (tls=True, root_certificates or a client certificate given).
+        self.secure = credentials is not None
+        self._client_cert = client_cert is not None
         #: What the client connects to: an address, "a,b" for several, or a gRPC target such as dns:///host:port.
         self.target = _joined(target)
         if timeout is not None and timeout <= 0:
@@ -102,14 +113,16 @@ class Client:
         channel_target, balanced = grpc_target(self.target)
         # A replica that comes back is used again within a second (gRPC's reconnect backoff grows to 120 s).
         reconnect = [("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_MS)] if balanced else []
-        self._channel = grpc.insecure_channel(
+        self._channel = _channel(
             channel_target,
-            options=[("grpc.service_config", _service_config(retries=True, balanced=balanced)), *reconnect],
+            credentials,
+            [("grpc.service_config", _service_config(retries=True, balanced=balanced)), *reconnect],
         )
         self._stub = pb_grpc.CalculatorStub(self._channel)
-        self._watch_channel = grpc.insecure_channel(
+        self._watch_channel = _channel(
             channel_target,
-            options=[
+            credentials,
+            [
                 ("grpc.enable_retries", 0),
                 ("grpc.service_config", _service_config(retries=False, balanced=balanced)),
                 *reconnect,
@@ -154,7 +167,7 @@ class Client:
             return result(getattr(self._stub, method)(request, timeout=self.timeout, wait_for_ready=resending))
         except grpc.RpcError as error:
             code = error.code().name
-            translated = _translate(error)
+            translated = _translate(error, self)
             if isinstance(translated, OutcomeUnknown):
                 # The same request, same id: the server answers it with the first outcome or applies it once.
                 translated.request_id = getattr(request, "request_id", "")
@@ -302,15 +315,15 @@ class Watch:
                 if self._stopped.is_set():
                     return
                 if error.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise _translate(error) from error
+                    raise _translate(error, self._client) from error
                 if broken_since is None:
                     broken_since = time.monotonic()
-                    self._tell(_translate(error))
+                    self._tell(_translate(error, self._client))
                 attempts += 1
                 if not self._reopen(broken_since, attempts):
                     if self._stopped.is_set():
                         return
-                    raise _translate(error) from error
+                    raise _translate(error, self._client) from error
 
     def _tell(self, error: RemoteCalcError | None) -> None:
         if self.on_resume is not None:
@@ -367,10 +380,33 @@ class Watch:
 
 
 def connect(
-    target: str | RunningServer | Sequence[str | RunningServer], *, timeout: float | None = DEFAULT_TIMEOUT
+    target: str | RunningServer | Sequence[str | RunningServer],
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    tls: bool = False,
+    root_certificates: PemSource | None = None,
+    client_cert: PemSource | None = None,
+    client_key: PemSource | None = None,
 ) -> Client:
-    """A client for an address ("127.0.0.1:3000"), several ("host:port,host:port" or a list), or a running server."""
-    return Client(target, timeout=timeout)
+    """A client for an address ("127.0.0.1:3000"), several ("host:port,host:port" or a list), or a running server.
+
+    Plaintext unless tls=True (the system's trusted roots) or root_certificates (PEM bytes or a file) is
+    given; client_cert and client_key (PEM bytes or files) present a client certificate (mutual TLS).
+    """
+    return Client(
+        target,
+        timeout=timeout,
+        tls=tls,
+        root_certificates=root_certificates,
+        client_cert=client_cert,
+        client_key=client_key,
+    )
+
+
+def _channel(target: str, credentials: grpc.ChannelCredentials | None, options: list[tuple[str, Any]]) -> grpc.Channel:
+    if credentials is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, credentials, options=options)
 
 
 def grpc_target(target: str) -> tuple[str, bool]:
@@ -456,13 +492,17 @@ def _snapshot(reply: Any) -> Snapshot:
     return Snapshot(session.token, session.value, session.step_count, history, session.initial_value)
 
 
-def _translate(error: grpc.RpcError) -> RemoteCalcError:
+def _translate(error: grpc.RpcError, client: Client) -> RemoteCalcError:
     call: Any = error
     metadata = dict(call.trailing_metadata() or ())
     index = metadata.get(INDEX_KEY)
+    details = call.details() or ""
+    # Without the server's reason, UNAVAILABLE is gRPC's own text about the connection.
+    if call.code() == grpc.StatusCode.UNAVAILABLE and REASON_KEY not in metadata:
+        details = explain_unreachable(details, secure=client.secure, client_cert=client._client_cert)
     return error_for(
         call.code().name,
-        call.details() or "",
+        details,
         metadata.get(REASON_KEY, ""),
         int(index) if index is not None else None,
     )

@@ -21,6 +21,7 @@ from .errors import PortInUse
 from .service import SERVICE_NAMES, add_services
 from .status import Gate
 from .stores import Store, open_store
+from .tls import TLS
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "RunningServer", "start_server"]
 
@@ -91,13 +92,20 @@ def _bind_error(host: str, port: int) -> OSError | None:
     return None
 
 
-def _listen(server: grpc.Server | grpc.aio.Server, host: str, port: int, *, shared: bool = False) -> int:
+def _listen(
+    server: grpc.Server | grpc.aio.Server, host: str, port: int, *, shared: bool = False, tls: TLS | None = None
+) -> int:
+    # Read before probing: a missing certificate file is the error to report, not the port.
+    credentials = None if tls is None else tls.server_credentials()
     # Probing first keeps gRPC from logging its own error line before ours.
     refusal = None if shared else _bind_error(host, port)
     if refusal is not None:
         raise refusal
     try:
-        bound = server.add_insecure_port(_address(host, port))
+        if credentials is None:
+            bound = server.add_insecure_port(_address(host, port))
+        else:
+            bound = server.add_secure_port(_address(host, port), credentials)
     except RuntimeError:
         bound = 0
     if bound == 0:
@@ -128,7 +136,10 @@ class RunningServer:
         *,
         services: AddServices = add_services,
         shared_port: bool = False,
+        tls: TLS | None = None,
     ) -> None:
+        #: How clients reach this server: TLS with these files, or plaintext when None.
+        self.tls = tls
         #: Where this server's sessions live (the in-memory engine by default).
         self.engine = engine
         self._shared_port = shared_port
@@ -143,7 +154,7 @@ class RunningServer:
             self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
             services(self._server, engine, gate=self._gate)
             self._health = _add_standard_services(self._server)
-            self.port = _listen(self._server, host, port, shared=shared_port)
+            self.port = _listen(self._server, host, port, shared=shared_port, tls=tls)
             self._server.start()
         else:
             self._loop = asyncio.new_event_loop()
@@ -163,7 +174,7 @@ class RunningServer:
         self._aio_server = grpc.aio.server(options=_WORKER_OPTIONS if self._shared_port else _OPTIONS)
         self._services(self._aio_server, self.engine, asynchronous=True, gate=self._gate)
         self._health = _add_standard_services(self._aio_server)
-        bound = _listen(self._aio_server, host, port, shared=self._shared_port)
+        bound = _listen(self._aio_server, host, port, shared=self._shared_port, tls=self.tls)
         await self._aio_server.start()
         return bound
 
@@ -235,6 +246,7 @@ def start_server(
     store: str | Store | None = None,
     services: AddServices = add_services,
     shared_port: bool = False,
+    tls: TLS | None = None,
 ) -> RunningServer:
     """Start a server in background threads; the same arguments again return the running one.
 
@@ -243,9 +255,11 @@ def start_server(
     (this process), a ``redis://HOST:PORT/DB`` or ``rediss://`` URL, or a store object. services
     registers the calculator services on the gRPC server (a benchmark passes its own). shared_port
     is for the workers of `remotecalc serve --workers N` (SO_REUSEPORT on a port their parent holds).
+    tls serves TLS only, with remotecalc.TLS(cert=..., key=...) (PEM files); its client_ca requires
+    client certificates signed by that CA (mutual TLS).
     """
     key: tuple[object, ...] = (host, port, max_sessions, idle_timeout, history_limit, clock, core, max_workers)
-    key += (store, services, shared_port)
+    key += (store, services, shared_port, tls)
     with _running_lock:
         existing = _running.get(key)
         if existing is not None and existing.running:
@@ -259,7 +273,9 @@ def start_server(
             max_watchers=max(1, max_workers - _WORKERS_KEPT_FREE),
             clock=clock,
         )
-        server = RunningServer(engine, host, port, core, max_workers, services=services, shared_port=shared_port)
+        server = RunningServer(
+            engine, host, port, core, max_workers, services=services, shared_port=shared_port, tls=tls
+        )
         engine.start()
         server._key = key
         _running[key] = server

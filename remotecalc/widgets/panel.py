@@ -26,6 +26,7 @@ import traitlets
 from ..client import DEFAULT_TIMEOUT, CallRecord, Client, Session, Watch
 from ..errors import DeadlineExceeded, RemoteCalcError, SessionNotFound, Unavailable
 from ..model import Operator, Update
+from ..tls import PemSource
 from . import render
 from .body import CalculatorBody
 from .chart import draw_chart, make_chart
@@ -96,6 +97,10 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         timeout: float | None = DEFAULT_TIMEOUT,
         log_limit: int = 50,
         history_limit: int = 200,
+        tls: bool = False,
+        root_certificates: PemSource | None = None,
+        client_cert: PemSource | None = None,
+        client_key: PemSource | None = None,
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
@@ -120,7 +125,15 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         self.add_class("remotecalc-panel")
         self.children = [self.body, self.chart]
         #: The panel's own connection; its on_call feeds the RPC log.
-        self.client = Client(target, timeout=timeout, on_call=self._record_call)
+        self.client = Client(
+            target,
+            timeout=timeout,
+            on_call=self._record_call,
+            tls=tls,
+            root_certificates=root_certificates,
+            client_cert=client_cert,
+            client_key=client_key,
+        )
         try:
             if token is None:
                 self._new_session(initial_value)

@@ -1,0 +1,86 @@
+"""TLS: the files a server serves with, a client's credentials, and what a failed handshake means to a user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+__all__ = ["TLS", "PemSource", "channel_credentials", "explain_unreachable"]
+
+#: PEM text as bytes, or the path of a file holding it.
+PemSource = bytes | str | Path
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise OSError(error.errno, f"cannot read the TLS {what} {path}: {error.strerror}") from None
+
+
+@dataclass(frozen=True)
+class TLS:
+    """PEM files a server serves TLS with; client_ca set requires client certificates it signed (mutual TLS)."""
+
+    cert: Path | str
+    key: Path | str
+    client_ca: Path | str | None = None
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        """The gRPC server credentials, read from the files now."""
+        chain = _read(Path(self.cert), "certificate")
+        key = _read(Path(self.key), "key")
+        roots = None if self.client_ca is None else _read(Path(self.client_ca), "client CA")
+        return grpc.ssl_server_credentials(
+            [(key, chain)], root_certificates=roots, require_client_auth=roots is not None
+        )
+
+
+def _pem(source: PemSource, what: str) -> bytes:
+    return source if isinstance(source, bytes) else _read(Path(source), what)
+
+
+def channel_credentials(
+    *,
+    tls: bool = False,
+    root_certificates: PemSource | None = None,
+    client_cert: PemSource | None = None,
+    client_key: PemSource | None = None,
+) -> grpc.ChannelCredentials | None:
+    """A client's TLS credentials (the system's roots unless root_certificates), None for plaintext."""
+    if (client_cert is None) != (client_key is None):
+        raise ValueError("client_cert and client_key go together: the certificate and its private key")
+    if not tls and root_certificates is None and client_cert is None:
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=None if root_certificates is None else _pem(root_certificates, "root certificates"),
+        private_key=None if client_key is None else _pem(client_key, "client key"),
+        certificate_chain=None if client_cert is None else _pem(client_cert, "client certificate"),
+    )
+
+
+def explain_unreachable(details: str, *, secure: bool, client_cert: bool) -> str:
+    """gRPC's text for a connection that failed, led by what it likely means for TLS; unchanged otherwise."""
+    if "handshake" in details.lower():
+        return (
+            "TLS handshake failed: the server's certificate is not signed by the trusted roots "
+            f"(root_certificates), or the server does not speak TLS. gRPC: {details}"
+        )
+    # A TLS server closes a plaintext connection, or one without a client certificate it requires, at once.
+    if "socket closed" not in details.lower():
+        return details
+    if not secure:
+        return (
+            "the server closed the connection: if it serves TLS, connect with tls=True or "
+            f"root_certificates=... (this client speaks plaintext). gRPC: {details}"
+        )
+    if not client_cert:
+        return (
+            "the server closed the connection during the TLS handshake: if it requires client "
+            f"certificates (mutual TLS), pass client_cert and client_key. gRPC: {details}"
+        )
+    return (
+        f"the server closed the connection during the TLS handshake: is client_cert signed by its CA? gRPC: {details}"
+    )
