@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import math
 import signal
 import sys
@@ -14,7 +13,7 @@ import grpc
 
 from .article import calc_pb2, calc_pb2_grpc
 from .client import connect
-from .server import DEFAULT_HOST, DEFAULT_PORT, start_server
+from .server import DEFAULT_HOST, DEFAULT_PORT, is_loopback, plaintext_refusal, start_server
 from .tls import TLS
 from .workers import follow_parent, quiet_after_listening, supervise
 
@@ -32,6 +31,7 @@ def serve(
     store: str = "memory",
     shared_port: bool = False,
     tls: TLS | None = None,
+    insecure: bool = False,
 ) -> int:
     """Serve in the foreground until Ctrl-C or SIGTERM; return the exit code."""
     if shared_port:
@@ -39,7 +39,7 @@ def serve(
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    if tls is None and not _is_loopback(host):
+    if tls is None and not is_loopback(host):
         print(
             f"remotecalc: warning: listening on {host} without TLS: calls and tokens travel in clear", file=sys.stderr
         )
@@ -53,6 +53,7 @@ def serve(
             store=store,
             shared_port=shared_port,
             tls=tls,
+            insecure=insecure,
         )
     except OSError as error:
         print(f"remotecalc: {error.strerror or error}", file=sys.stderr)
@@ -98,15 +99,6 @@ def demo() -> int:
     print(f"  article contract (32-bit float):  {article_sum}")
     print(f"  remotecalc.v1 (64-bit double):    {v1_sum}")
     return 0
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _number(kind: Callable[[str], float], low: float, *, strict: bool = False) -> Callable[[str], float]:
@@ -182,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_parser.add_argument(
         "--tls-client-ca", metavar="FILE", help="require client certificates signed by this PEM CA (mutual TLS)"
     )
+    serve_parser.add_argument(
+        "--insecure", action="store_true", help="allow a --host beyond loopback without TLS (a trusted network only)"
+    )
     # Set by --workers on the processes it starts: the port is shared with SO_REUSEPORT.
     serve_parser.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)
     commands.add_parser("demo", help="run the article's sequence on an embedded server")
@@ -190,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     tls = _tls(serve_parser, args) if args.command == "serve" else None
+    refusal = plaintext_refusal(args.host) if args.command == "serve" and tls is None else None
+    if refusal is not None and not args.insecure:
+        print(f"remotecalc: {refusal}", file=sys.stderr)
+        return 2
     if args.command == "serve" and args.workers > 1:
         return _serve_workers(serve_parser, args)
     if args.command == "serve":
@@ -203,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             store=args.store,
             shared_port=args.shared_port,
             tls=tls,
+            insecure=args.insecure,
         )
     return demo()
 
@@ -228,6 +228,7 @@ def _serve_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         )
     worker_args = ["--max-sessions", str(args.max_sessions), "--idle-timeout", repr(args.idle_timeout)]
     worker_args += ["--grace", repr(args.grace), "--core", args.core, "--store", store]
+    worker_args += ["--insecure"] if args.insecure else []
     for option in ("tls_cert", "tls_key", "tls_client_ca"):
         if getattr(args, option) is not None:
             worker_args += ["--" + option.replace("_", "-"), getattr(args, option)]

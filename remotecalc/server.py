@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import errno
+import ipaddress
 import socket
 import threading
 import time
@@ -23,7 +24,7 @@ from .status import Gate
 from .stores import Store, open_store
 from .tls import TLS
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "RunningServer", "start_server"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "RunningServer", "is_loopback", "plaintext_refusal", "start_server"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -63,6 +64,26 @@ class AddServices(Protocol):
 
 _running: dict[tuple[object, ...], RunningServer] = {}
 _running_lock = threading.Lock()
+
+
+def is_loopback(host: str) -> bool:
+    """True for a host only this machine can reach: localhost, 127.0.0.0/8 or ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_refusal(host: str) -> str | None:
+    """Why serving host without TLS is refused unless insecure is asked for; None on loopback."""
+    if is_loopback(host):
+        return None
+    return (
+        f"refusing to listen on {host} without TLS: anyone who reaches it could read calls and tokens "
+        "(give a TLS certificate, or --insecure / insecure=True on a network you trust)"
+    )
 
 
 def _address(host: str, port: int) -> str:
@@ -247,6 +268,7 @@ def start_server(
     services: AddServices = add_services,
     shared_port: bool = False,
     tls: TLS | None = None,
+    insecure: bool = False,
 ) -> RunningServer:
     """Start a server in background threads; the same arguments again return the running one.
 
@@ -256,8 +278,12 @@ def start_server(
     registers the calculator services on the gRPC server (a benchmark passes its own). shared_port
     is for the workers of `remotecalc serve --workers N` (SO_REUSEPORT on a port their parent holds).
     tls serves TLS only, with remotecalc.TLS(cert=..., key=...) (PEM files); its client_ca requires
-    client certificates signed by that CA (mutual TLS).
+    client certificates signed by that CA (mutual TLS). A host other than loopback without tls is
+    refused (ValueError) unless insecure=True.
     """
+    refusal = None if tls is not None or insecure else plaintext_refusal(host)
+    if refusal is not None:
+        raise ValueError(refusal)
     key: tuple[object, ...] = (host, port, max_sessions, idle_timeout, history_limit, clock, core, max_workers)
     key += (store, services, shared_port, tls)
     with _running_lock:

@@ -105,8 +105,20 @@ def test_serve_accepts_the_edges_of_every_range() -> None:
     assert served.stderr_text() == ""
 
 
-def test_serve_on_every_interface_warns_that_there_is_no_tls() -> None:
+def test_serve_on_every_interface_without_tls_is_refused_with_why() -> None:
     served = Served("--host", "0.0.0.0", "--port", "0")
+    try:
+        assert served.process.wait(timeout=WAIT) == 2
+    finally:
+        served.kill()
+    refusal = served.stderr_text().splitlines()
+    assert len(refusal) == 1, refusal
+    assert refusal[0].startswith("remotecalc: refusing to listen on 0.0.0.0 without TLS"), refusal
+    assert "--insecure" in refusal[0]
+
+
+def test_serve_on_every_interface_with_insecure_warns_that_there_is_no_tls() -> None:
+    served = Served("--host", "0.0.0.0", "--port", "0", "--insecure")
     try:
         assert served.address().startswith("0.0.0.0:")
         assert served.stop(signal.SIGTERM) == 0
@@ -165,7 +177,10 @@ def test_sigterm_with_calls_in_flight_from_several_threads_ends_them_ok_or_unava
 def test_serve_on_an_address_this_machine_does_not_have_exits_1_with_our_line_only() -> None:
     # 192.0.2.1 is TEST-NET-1: documentation only, never a local address.
     ran = subprocess.run(
-        [REMOTECALC, "serve", "--host", "192.0.2.1", "--port", "0"], capture_output=True, text=True, timeout=WAIT
+        [REMOTECALC, "serve", "--host", "192.0.2.1", "--port", "0", "--insecure"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
     )
     assert ran.returncode == 1
     lines = ran.stderr.splitlines()

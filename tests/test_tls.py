@@ -259,3 +259,44 @@ def test_the_panel_connects_over_mutual_tls(mtls_server: RunningServer, files: d
         assert panel.client.secure
     finally:
         panel.close()
+
+
+def test_start_server_refuses_every_interface_without_tls() -> None:
+    with pytest.raises(ValueError, match=r"refusing to listen on 0\.0\.0\.0 without TLS.*insecure=True"):
+        start_server("0.0.0.0", port=0)
+
+
+def test_start_server_on_every_interface_with_insecure_serves_plaintext() -> None:
+    with start_server("0.0.0.0", port=0, insecure=True) as server, connect(f"127.0.0.1:{server.port}") as client:
+        assert client.create(3).add(7) == 10
+
+
+def test_start_server_on_every_interface_with_tls_needs_no_insecure(files: dict[str, Path]) -> None:
+    tls = TLS(cert=files["cert"], key=files["key"])
+    with (
+        start_server("0.0.0.0", port=0, tls=tls) as server,
+        connect(f"127.0.0.1:{server.port}", root_certificates=files["ca"]) as client,
+    ):
+        assert client.create(3).add(7) == 10
+
+
+def test_the_cli_on_every_interface_with_tls_serves_without_a_warning(files: dict[str, Path]) -> None:
+    tls = ["--tls-cert", str(files["cert"]), "--tls-key", str(files["key"])]
+    served = Served("--host", "0.0.0.0", "--port", "0", *tls)
+    try:
+        port = served.address().rsplit(":", 1)[1]
+        with connect(f"127.0.0.1:{port}", root_certificates=files["ca"]) as client:
+            assert client.create(3).add(7) == 10
+        assert served.stop(signal.SIGTERM) == 0
+    finally:
+        served.kill()
+    assert "warning" not in served.stderr_text()
+
+
+def test_cli_workers_on_every_interface_without_tls_are_refused() -> None:
+    served = Served("--host", "0.0.0.0", "--port", "0", "--workers", "2", "--store", "redis://127.0.0.1:1/0")
+    try:
+        assert served.process.wait(timeout=30) == 2
+        assert "refusing to listen on 0.0.0.0 without TLS" in served.stderr_text()
+    finally:
+        served.kill()
