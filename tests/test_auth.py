@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -380,6 +381,28 @@ def test_serve_with_a_token_file_requires_its_tokens(tmp_path: Path) -> None:
         with remotecalc.connect(address, auth_token=ALICE) as alice:
             assert alice.create(1).add(1) == 2
         assert served.stop() == 0
+    finally:
+        served.kill()
+
+
+def test_every_worker_requires_the_token_file(tmp_path: Path, redis_url: str) -> None:
+    path = _token_file(tmp_path, f"alice:{ALICE}\nbob:{BOB}\n")
+    served = Served("--port", "0", "--workers", "2", "--store", redis_url, "--auth-token-file", str(path))
+    try:
+        address = served.address()
+        # The kernel hands each new connection to one worker: four make it likely both are reached.
+        for _ in range(4):
+            with remotecalc.connect(address) as anonymous, pytest.raises(CredentialsMissing):
+                anonymous.create(1)
+            with (
+                remotecalc.connect(address, auth_token=ALICE) as alice,
+                remotecalc.connect(address, auth_token=BOB) as bob,
+            ):
+                token = alice.create(1).token
+                with pytest.raises(SessionNotFound):
+                    bob.session(token).add(1)
+                assert alice.session(token).add(1) == 2
+        assert served.stop(signal.SIGTERM) == 0
     finally:
         served.kill()
 
