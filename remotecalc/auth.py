@@ -27,6 +27,8 @@ __all__ = [
     "AuthTokens",
     "Callers",
     "TokenFileError",
+    "bearer",
+    "certificate_subject",
     "new_token",
 ]
 

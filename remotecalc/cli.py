@@ -7,6 +7,7 @@ import math
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 
 import grpc
@@ -204,10 +205,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     auth_tokens = None
     if args.command == "serve" and args.auth_token_file is not None:
         try:
-            auth_tokens = AuthTokens.from_file(args.auth_token_file)
+            with warnings.catch_warnings(record=True) as warned:
+                warnings.simplefilter("always")
+                auth_tokens = AuthTokens.from_file(args.auth_token_file)
         except TokenFileError as error:
             print(f"remotecalc: {error}", file=sys.stderr)
             return 2
+        for warning in warned:
+            print(f"remotecalc: warning: {warning.message}", file=sys.stderr)
     if args.command == "serve" and args.workers > 1:
         return _serve_workers(serve_parser, args)
     if args.command == "serve":

@@ -350,6 +350,19 @@ def test_a_token_file_others_may_read_is_warned_about(tmp_path: Path) -> None:
         AuthTokens.from_file(path)
 
 
+def test_serve_warns_in_one_line_of_a_token_file_others_may_read(tmp_path: Path) -> None:
+    path = _token_file(tmp_path, f"alice:{ALICE}\n", mode=0o644)
+    served = Served("--port", "0", "--auth-token-file", str(path))
+    try:
+        served.address()
+        assert served.stop() == 0
+        assert served.stderr_text().splitlines()[0] == (
+            f"remotecalc: warning: the token file {path} is readable by others than its owner: chmod 600 {path}"
+        )
+    finally:
+        served.kill()
+
+
 def test_tokens_given_in_code_are_checked_too() -> None:
     with pytest.raises(TokenFileError, match="shorter than 16"):
         AuthTokens({"alice": "short"})
