@@ -1,10 +1,13 @@
 """remotecalc: a stateful remote calculator over gRPC, to learn and use gRPC from a notebook."""
 
+from .auth import AuthTokens, new_token
 from .client import CallRecord, Client, Session, Watch, connect
 from .errors import (
     Aborted,
     AlreadyExists,
     Cancelled,
+    CredentialsMissing,
+    CredentialsUnknown,
     DataLoss,
     DeadlineExceeded,
     DivisionByZero,
@@ -43,9 +46,12 @@ __all__ = [
     "TLS",
     "Aborted",
     "AlreadyExists",
+    "AuthTokens",
     "CallRecord",
     "Cancelled",
     "Client",
+    "CredentialsMissing",
+    "CredentialsUnknown",
     "DataLoss",
     "DeadlineExceeded",
     "DivisionByZero",
@@ -81,5 +87,6 @@ __all__ = [
     "Watch",
     "WatcherTooSlow",
     "connect",
+    "new_token",
     "start_server",
 ]

@@ -1,4 +1,4 @@
-"""The command line: ``remotecalc serve`` and ``remotecalc demo``."""
+"""The command line: ``remotecalc serve``, ``remotecalc demo`` and ``remotecalc new-token``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import math
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 
 import grpc
 
 from .article import calc_pb2, calc_pb2_grpc
+from .auth import AuthTokens, TokenFileError, new_token
 from .client import connect
 from .server import DEFAULT_HOST, DEFAULT_PORT, is_loopback, plaintext_refusal, start_server
 from .tls import TLS
@@ -32,6 +34,7 @@ def serve(
     shared_port: bool = False,
     tls: TLS | None = None,
     insecure: bool = False,
+    auth_tokens: AuthTokens | None = None,
 ) -> int:
     """Serve in the foreground until Ctrl-C or SIGTERM; return the exit code."""
     if shared_port:
@@ -54,6 +57,7 @@ def serve(
             shared_port=shared_port,
             tls=tls,
             insecure=insecure,
+            auth_tokens=auth_tokens,
         )
     except OSError as error:
         print(f"remotecalc: {error.strerror or error}", file=sys.stderr)
@@ -133,7 +137,7 @@ def _port(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``remotecalc`` command."""
     parser = argparse.ArgumentParser(prog="remotecalc", description="A stateful remote calculator over gRPC.")
-    commands = parser.add_subparsers(dest="command", metavar="{serve,demo}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,demo,new-token}")
     serve_parser = commands.add_parser("serve", help="serve both contracts until Ctrl-C")
     serve_parser.add_argument("--host", default=DEFAULT_HOST, help="interface to bind; 0.0.0.0 for all (%(default)s)")
     serve_parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port; 0 picks a free one (%(default)s)")
@@ -179,16 +183,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Set by --workers on the processes it starts: the port is shared with SO_REUSEPORT.
     serve_parser.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)
+    serve_parser.add_argument(
+        "--auth-token-file",
+        metavar="FILE",
+        help="require a bearer token on every call but health's: FILE holds NAME:TOKEN lines (remotecalc new-token)",
+    )
     commands.add_parser("demo", help="run the article's sequence on an embedded server")
+    token_parser = commands.add_parser("new-token", help="print NAME:TOKEN, a fresh line for a token file")
+    token_parser.add_argument("name", help="the caller the token names")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "new-token":
+        return _new_token(token_parser, args.name)
     tls = _tls(serve_parser, args) if args.command == "serve" else None
     refusal = plaintext_refusal(args.host) if args.command == "serve" and tls is None else None
     if refusal is not None and not args.insecure:
         print(f"remotecalc: {refusal}", file=sys.stderr)
         return 2
+    auth_tokens = None
+    if args.command == "serve" and args.auth_token_file is not None:
+        try:
+            with warnings.catch_warnings(record=True) as warned:
+                warnings.simplefilter("always")
+                auth_tokens = AuthTokens.from_file(args.auth_token_file)
+        except TokenFileError as error:
+            print(f"remotecalc: {error}", file=sys.stderr)
+            return 2
+        for warning in warned:
+            print(f"remotecalc: warning: {warning.message}", file=sys.stderr)
     if args.command == "serve" and args.workers > 1:
         return _serve_workers(serve_parser, args)
     if args.command == "serve":
@@ -203,8 +227,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             shared_port=args.shared_port,
             tls=tls,
             insecure=args.insecure,
+            auth_tokens=auth_tokens,
         )
     return demo()
+
+
+def _new_token(parser: argparse.ArgumentParser, name: str) -> int:
+    """`new-token NAME`: print one token file line, NAME:TOKEN."""
+    if not name.strip() or ":" in name or name != name.strip() or name.startswith("#"):
+        parser.error(f"the caller name must be non-empty, without ':' or surrounding spaces, not {name!r}")
+    print(f"{name}:{new_token()}")
+    return 0
 
 
 def _tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TLS | None:
@@ -229,7 +262,7 @@ def _serve_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     worker_args = ["--max-sessions", str(args.max_sessions), "--idle-timeout", repr(args.idle_timeout)]
     worker_args += ["--grace", repr(args.grace), "--core", args.core, "--store", store]
     worker_args += ["--insecure"] if args.insecure else []
-    for option in ("tls_cert", "tls_key", "tls_client_ca"):
+    for option in ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file"):
         if getattr(args, option) is not None:
             worker_args += ["--" + option.replace("_", "-"), getattr(args, option)]
     return supervise(args.host, args.port, int(args.workers), worker_args, grace=args.grace)

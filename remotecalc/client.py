@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import grpc
 
+from .auth import AUTHORIZATION_KEY, TOKEN_VARIABLE
 from .errors import (
     INDEX_KEY,
     REASON_KEY,
@@ -97,6 +98,7 @@ class Client:
         root_certificates: PemSource | None = None,
         client_cert: PemSource | None = None,
         client_key: PemSource | None = None,
+        auth_token: str | None = None,
     ) -> None:
         credentials = channel_credentials(
             tls=tls, root_certificates=root_certificates, client_cert=client_cert, client_key=client_key
@@ -106,6 +108,15 @@ class Client:
         self._client_cert = client_cert is not None
         #: What the client connects to: an address, "a,b" for several, or a gRPC target such as dns:///host:port.
         self.target = _joined(target)
+        if auth_token is None:
+            auth_token = os.environ.get(TOKEN_VARIABLE) or None
+        if auth_token is not None and not self.secure and not _loopback_only(self.target):
+            raise ValueError(
+                f"refusing to send a bearer token in plaintext to {self.target}: connect with tls=True or "
+                "root_certificates=... (only a loopback address may be reached without TLS)"
+            )
+        # Every call carries the token, the Watch and a resend included; None sends no metadata at all.
+        self._metadata = None if auth_token is None else ((AUTHORIZATION_KEY, f"Bearer {auth_token}"),)
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive, or None for no deadline")
         self.timeout = timeout
@@ -164,7 +175,8 @@ class Client:
         code = "OK"
         try:
             # A resend waits, within the deadline, for a server that is restarting or not reached yet.
-            return result(getattr(self._stub, method)(request, timeout=self.timeout, wait_for_ready=resending))
+            call = getattr(self._stub, method)
+            return result(call(request, timeout=self.timeout, wait_for_ready=resending, metadata=self._metadata))
         except grpc.RpcError as error:
             code = error.code().name
             translated = _translate(error, self)
@@ -295,7 +307,7 @@ class Watch:
 
     def _open(self, after_step: int) -> Any:
         request = pb.WatchSessionRequest(token=self.token, after_step=after_step)
-        return self._client._watch_stub.WatchSession(request)
+        return self._client._watch_stub.WatchSession(request, metadata=self._client._metadata)
 
     def __iter__(self) -> Iterator[Update]:
         broken_since: float | None = None
@@ -387,11 +399,14 @@ def connect(
     root_certificates: PemSource | None = None,
     client_cert: PemSource | None = None,
     client_key: PemSource | None = None,
+    auth_token: str | None = None,
 ) -> Client:
     """A client for an address ("127.0.0.1:3000"), several ("host:port,host:port" or a list), or a running server.
 
     Plaintext unless tls=True (the system's trusted roots) or root_certificates (PEM bytes or a file) is
     given; client_cert and client_key (PEM bytes or files) present a client certificate (mutual TLS).
+    auth_token is the bearer token sent with every call (REMOTECALC_AUTH_TOKEN when None); it is
+    refused (ValueError) in plaintext to anything but loopback.
     """
     return Client(
         target,
@@ -400,6 +415,7 @@ def connect(
         root_certificates=root_certificates,
         client_cert=client_cert,
         client_key=client_key,
+        auth_token=auth_token,
     )
 
 
@@ -448,6 +464,18 @@ def _split_address(address: str) -> tuple[int, str, int]:
     if not 0 < number < 65536:
         raise ValueError(f"{address!r}: the port must be 1 to 65535")
     return ip.version, str(ip), number
+
+
+def _loopback_only(target: str) -> bool:
+    """True when every address of target is loopback (a name is resolved by no one here: only localhost)."""
+    from .server import is_loopback
+
+    rest = target.removeprefix("dns:")
+    if rest.startswith("//"):
+        rest = rest[2:].partition("/")[2]  # dns://authority/host:port
+    rest = rest.removeprefix("ipv4:").removeprefix("ipv6:")
+    parts = [part.strip() for part in rest.split(",") if part.strip()]
+    return bool(parts) and all(is_loopback(part.rpartition(":")[0] or part) for part in parts)
 
 
 def _joined(target: str | RunningServer | Sequence[str | RunningServer]) -> str:

@@ -151,9 +151,20 @@ def _compute_checked(value: float, operations: Sequence[tuple[int, float]]) -> l
 
 
 class _Session:
-    __slots__ = ("closed", "history", "initial_value", "last_used", "lock", "step_count", "value", "watchers")
+    __slots__ = (
+        "closed",
+        "history",
+        "initial_value",
+        "last_used",
+        "lock",
+        "owner",
+        "step_count",
+        "value",
+        "watchers",
+    )
 
-    def __init__(self, value: float, now: float) -> None:
+    def __init__(self, value: float, now: float, owner: str = "") -> None:
+        self.owner = owner
         self.value = value
         self.initial_value = value
         self.step_count = 0
@@ -225,11 +236,13 @@ class Engine:
 
     # -- sessions ---------------------------------------------------------------------
 
-    def create(self, value: float, *, request_id: str = "", alive: Alive | None = None) -> str:
-        """Open a session holding value and return its token."""
+    def create(self, value: float, *, request_id: str = "", alive: Alive | None = None, owner: str = "") -> str:
+        """Open a session holding value, owned by owner, and return its token."""
         if request_id:
             fingerprint = create_fingerprint(value)
-            return self.requests.once(request_id, "create", fingerprint, lambda: self.create(value, alive=alive))
+            return self.requests.once(
+                request_id, "create", fingerprint, lambda: self.create(value, alive=alive, owner=owner), caller=owner
+            )
         check_operand(value, "initial value")
         now = self._clock()
         with self._create_lock:
@@ -240,7 +253,7 @@ class Engine:
             if alive is not None and not alive():
                 raise gone()
             token = secrets.token_urlsafe(16)
-            self._sessions[token] = _Session(float(value), now)
+            self._sessions[token] = _Session(float(value), now, owner)
         return token
 
     def apply(
@@ -252,16 +265,21 @@ class Engine:
         limit: float = math.inf,
         request_id: str = "",
         alive: Alive | None = None,
+        owner: str = "",
     ) -> Step:
         """Apply one operation; limit bounds the result's magnitude (the article's float32)."""
         if request_id:
             check_token(token)
             fingerprint = apply_fingerprint(operator, operand, limit)
             return self.requests.once(
-                request_id, token, fingerprint, lambda: self.apply(token, operator, operand, limit=limit, alive=alive)
+                request_id,
+                token,
+                fingerprint,
+                lambda: self.apply(token, operator, operand, limit=limit, alive=alive, owner=owner),
+                caller=owner,
             )
         now = self._clock()
-        session = self._session(token, now)
+        session = self._session(token, now, owner)
         with session.lock:
             self._check_open(session)
             result = compute(session.value, operator, operand, limit)
@@ -283,16 +301,21 @@ class Engine:
         *,
         request_id: str = "",
         alive: Alive | None = None,
+        owner: str = "",
     ) -> tuple[float, int]:
         """Apply operations in order, all or nothing; return the value and step count."""
         if request_id:
             check_token(token)
             fingerprint = batch_fingerprint(operations)
             return self.requests.once(
-                request_id, token, fingerprint, lambda: self.apply_many(token, operations, alive=alive)
+                request_id,
+                token,
+                fingerprint,
+                lambda: self.apply_many(token, operations, alive=alive, owner=owner),
+                caller=owner,
             )
         now = self._clock()
-        session = self._session(token, now)
+        session = self._session(token, now, owner)
         with session.lock:
             self._check_open(session)
             results = compute_many(session.value, operations, alive)
@@ -313,25 +336,35 @@ class Engine:
             count = session.step_count
         return value, count
 
-    def snapshot(self, token: str) -> Snapshot:
+    def snapshot(self, token: str, *, owner: str = "") -> Snapshot:
         """The session's value, step count and recent history; reading it changes nothing."""
-        session = self._session(token, self._clock())
+        session = self._session(token, self._clock(), owner)
         with session.lock:
             self._check_open(session)
             history = session.history.steps() if session.history else ()
             return Snapshot(token, session.value, session.step_count, history, session.initial_value)
 
     def close(
-        self, token: str, *, limit: float = math.inf, request_id: str = "", alive: Alive | None = None
+        self,
+        token: str,
+        *,
+        limit: float = math.inf,
+        request_id: str = "",
+        alive: Alive | None = None,
+        owner: str = "",
     ) -> tuple[float, int]:
         """Close the session and return its final value and step count."""
         if request_id:
             check_token(token)
             fingerprint = close_fingerprint(limit)
             return self.requests.once(
-                request_id, token, fingerprint, lambda: self.close(token, limit=limit, alive=alive)
+                request_id,
+                token,
+                fingerprint,
+                lambda: self.close(token, limit=limit, alive=alive, owner=owner),
+                caller=owner,
             )
-        session = self._session(token, self._clock())
+        session = self._session(token, self._clock(), owner)
         with session.lock:
             self._check_open(session)
             check_limit(session.value, limit)
@@ -340,12 +373,12 @@ class Engine:
             self._end(token, session)
             return session.value, session.step_count
 
-    def watch(self, token: str, after_step: int = 0) -> Watcher:
+    def watch(self, token: str, after_step: int = 0, *, owner: str = "") -> Watcher:
         """A feed of the session's state: as it is now, then after each change, until it closes.
 
         With after_step, the first update also carries the steps after that one, from the history.
         """
-        session = self._session(token, self._clock())
+        session = self._session(token, self._clock(), owner)
 
         def detach(watcher: Watcher) -> None:
             with session.lock:
@@ -395,9 +428,10 @@ class Engine:
 
     # -- internals --------------------------------------------------------------------
 
-    def _session(self, token: str, now: float) -> _Session:
+    def _session(self, token: str, now: float, owner: str = "") -> _Session:
         session = self._sessions.get(token)
-        if session is None:
+        # Another caller's session is, to this caller, a token never made: the same error, word for word.
+        if session is None or session.owner != owner:
             check_token(token)
             raise SessionNotFound("no live session has this token: it was closed, expired or never made")
         if now - session.last_used > self.idle_timeout:

@@ -32,6 +32,8 @@ __all__ = [
     "BeyondLimit",
     "CallerGone",
     "Cancelled",
+    "CredentialsMissing",
+    "CredentialsUnknown",
     "DataLoss",
     "DeadlineExceeded",
     "DivisionByZero",
@@ -335,6 +337,18 @@ class CallerGone(DeadlineExceeded):
     """
 
     reason = "CALLER_GONE"
+
+
+class CredentialsMissing(Unauthenticated):
+    """The server requires a bearer token and the call carried none."""
+
+    reason = "CREDENTIALS_MISSING"
+
+
+class CredentialsUnknown(Unauthenticated):
+    """The call's bearer token is not one the server knows."""
+
+    reason = "CREDENTIALS_UNKNOWN"
 
 
 class PortInUse(OSError):

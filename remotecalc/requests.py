@@ -156,10 +156,13 @@ class RequestLog:
             self._latest = now
         return self._latest
 
-    def once(self, request_id: str, scope: str, fingerprint: bytes, action: Callable[[], _T]) -> _T:
-        """Run action once for this id in this scope and return its result; a retry gets the same result."""
+    def once(
+        self, request_id: str, scope: str, fingerprint: bytes, action: Callable[[], _T], *, caller: str = ""
+    ) -> _T:
+        """Run action once for this id in this scope and for this caller; a retry gets the same result."""
         raw = parse_request_id(request_id)
-        key = raw + b"\0" + scope.encode()
+        # The caller last: a scope (a token or "create") holds no NUL, so no two keys collide.
+        key = raw + b"\0" + scope.encode() + b"\0" + caller.encode()
         while True:
             with self._lock:
                 entry = self._entries.get(key)

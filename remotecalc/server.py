@@ -6,19 +6,22 @@ import asyncio
 import atexit
 import errno
 import ipaddress
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Sized
 from concurrent import futures
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .auth import AuthTokens, Callers
 from .errors import PortInUse
+from .guard import guards
 from .service import SERVICE_NAMES, add_services
 from .status import Gate
 from .stores import Store, open_store
@@ -59,6 +62,7 @@ class AddServices(Protocol):
         *,
         asynchronous: bool = False,
         gate: Gate | None = None,
+        callers: Callers | None = None,
     ) -> None: ...
 
 
@@ -158,9 +162,14 @@ class RunningServer:
         services: AddServices = add_services,
         shared_port: bool = False,
         tls: TLS | None = None,
+        callers: Callers | None = None,
     ) -> None:
         #: How clients reach this server: TLS with these files, or plaintext when None.
         self.tls = tls
+        #: Who calls come from (bearer tokens or client certificates); None: everyone is one anonymous caller.
+        self.callers = callers
+        # Only a server that identifies callers hands the services its Callers (a benchmark's need not take it).
+        self._service_options: dict[str, Any] = {} if callers is None else {"callers": callers}
         #: Where this server's sessions live (the in-memory engine by default).
         self.engine = engine
         self._shared_port = shared_port
@@ -172,8 +181,12 @@ class RunningServer:
         self._gate = Gate()
         self._services = services
         if core == "sync":
-            self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
-            services(self._server, engine, gate=self._gate)
+            self._server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=max_workers),
+                options=options,
+                interceptors=guards(callers, asynchronous=False),
+            )
+            services(self._server, engine, gate=self._gate, **self._service_options)
             self._health = _add_standard_services(self._server)
             self.port = _listen(self._server, host, port, shared=shared_port, tls=tls)
             self._server.start()
@@ -192,8 +205,11 @@ class RunningServer:
                 raise
 
     async def _start_aio(self, host: str, port: int) -> int:
-        self._aio_server = grpc.aio.server(options=_WORKER_OPTIONS if self._shared_port else _OPTIONS)
-        self._services(self._aio_server, self.engine, asynchronous=True, gate=self._gate)
+        self._aio_server = grpc.aio.server(
+            options=_WORKER_OPTIONS if self._shared_port else _OPTIONS,
+            interceptors=guards(self.callers, asynchronous=True),
+        )
+        self._services(self._aio_server, self.engine, asynchronous=True, gate=self._gate, **self._service_options)
         self._health = _add_standard_services(self._aio_server)
         bound = _listen(self._aio_server, host, port, shared=self._shared_port, tls=self.tls)
         await self._aio_server.start()
@@ -269,6 +285,7 @@ def start_server(
     shared_port: bool = False,
     tls: TLS | None = None,
     insecure: bool = False,
+    auth_tokens: AuthTokens | str | os.PathLike[str] | None = None,
 ) -> RunningServer:
     """Start a server in background threads; the same arguments again return the running one.
 
@@ -279,17 +296,20 @@ def start_server(
     is for the workers of `remotecalc serve --workers N` (SO_REUSEPORT on a port their parent holds).
     tls serves TLS only, with remotecalc.TLS(cert=..., key=...) (PEM files); its client_ca requires
     client certificates signed by that CA (mutual TLS). A host other than loopback without tls is
-    refused (ValueError) unless insecure=True.
+    refused (ValueError) unless insecure=True. auth_tokens (an AuthTokens, or the path of a token file
+    of NAME:TOKEN lines) requires a bearer token on every call but health's, and each session then
+    belongs to the caller that made it; with mutual TLS and no tokens, the certificate's subject is the caller.
     """
     refusal = None if tls is not None or insecure else plaintext_refusal(host)
     if refusal is not None:
         raise ValueError(refusal)
     key: tuple[object, ...] = (host, port, max_sessions, idle_timeout, history_limit, clock, core, max_workers)
-    key += (store, services, shared_port, tls)
+    key += (store, services, shared_port, tls, auth_tokens)
     with _running_lock:
         existing = _running.get(key)
         if existing is not None and existing.running:
             return existing
+        callers = _callers(auth_tokens, tls)
         engine = open_store(
             store,
             max_sessions=max_sessions,
@@ -300,12 +320,29 @@ def start_server(
             clock=clock,
         )
         server = RunningServer(
-            engine, host, port, core, max_workers, services=services, shared_port=shared_port, tls=tls
+            engine,
+            host,
+            port,
+            core,
+            max_workers,
+            services=services,
+            shared_port=shared_port,
+            tls=tls,
+            callers=callers,
         )
         engine.start()
         server._key = key
         _running[key] = server
     return server
+
+
+def _callers(auth_tokens: AuthTokens | str | os.PathLike[str] | None, tls: TLS | None) -> Callers | None:
+    """Who calls come from: bearer tokens, else mutual TLS's certificates; None when no one is identified."""
+    mutual_tls = tls is not None and tls.client_ca is not None
+    if auth_tokens is None:
+        return Callers(None, mutual_tls=True) if mutual_tls else None
+    tokens = auth_tokens if isinstance(auth_tokens, AuthTokens) else AuthTokens.from_file(auth_tokens)
+    return Callers(tokens, mutual_tls=mutual_tls)
 
 
 @atexit.register

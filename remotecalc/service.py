@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from .article import calc_pb2, calc_pb2_grpc
+from .auth import Callers
 from .engine import FLOAT32_MAX
 from .errors import BeyondLimit, OutOfRange
 from .model import Operator, Snapshot, Step, Update
@@ -41,32 +42,35 @@ class ArticleCalculator(calc_pb2_grpc.CalculatorServicer):
     def __init__(self, engine: Store) -> None:
         self._engine = engine
 
-    def Create(self, request: calc_pb2.Number, context: Any) -> calc_pb2.SessionOperation:
-        return calc_pb2.SessionOperation(token=self._engine.create(request.value, alive=caller_waiting(context)))
+    def Create(self, request: calc_pb2.Number, context: Any, owner: str = "") -> calc_pb2.SessionOperation:
+        token = self._engine.create(request.value, alive=caller_waiting(context), owner=owner)
+        return calc_pb2.SessionOperation(token=token)
 
-    def Answer(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
+    def Answer(self, request: calc_pb2.SessionOperation, context: Any, owner: str = "") -> calc_pb2.Number:
         try:
-            value, _ = self._engine.close(request.token, limit=FLOAT32_MAX, alive=caller_waiting(context))
+            value, _ = self._engine.close(request.token, limit=FLOAT32_MAX, alive=caller_waiting(context), owner=owner)
         except BeyondLimit:
             raise OutOfRange("the value does not fit a 32-bit float; read it through remotecalc.v1") from None
         return calc_pb2.Number(value=value)
 
-    def Add(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
-        return self._apply(Operator.ADD, request, context)
+    def Add(self, request: calc_pb2.SessionOperation, context: Any, owner: str = "") -> calc_pb2.Number:
+        return self._apply(Operator.ADD, request, context, owner)
 
-    def Subtract(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
-        return self._apply(Operator.SUBTRACT, request, context)
+    def Subtract(self, request: calc_pb2.SessionOperation, context: Any, owner: str = "") -> calc_pb2.Number:
+        return self._apply(Operator.SUBTRACT, request, context, owner)
 
-    def Multiply(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
-        return self._apply(Operator.MULTIPLY, request, context)
+    def Multiply(self, request: calc_pb2.SessionOperation, context: Any, owner: str = "") -> calc_pb2.Number:
+        return self._apply(Operator.MULTIPLY, request, context, owner)
 
-    def Divide(self, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
-        return self._apply(Operator.DIVIDE, request, context)
+    def Divide(self, request: calc_pb2.SessionOperation, context: Any, owner: str = "") -> calc_pb2.Number:
+        return self._apply(Operator.DIVIDE, request, context, owner)
 
-    def _apply(self, operator: Operator, request: calc_pb2.SessionOperation, context: Any) -> calc_pb2.Number:
+    def _apply(
+        self, operator: Operator, request: calc_pb2.SessionOperation, context: Any, owner: str
+    ) -> calc_pb2.Number:
         try:
             step = self._engine.apply(
-                request.token, operator, request.value, limit=FLOAT32_MAX, alive=caller_waiting(context)
+                request.token, operator, request.value, limit=FLOAT32_MAX, alive=caller_waiting(context), owner=owner
             )
         except BeyondLimit:
             raise OutOfRange("the result does not fit a 32-bit float") from None
@@ -79,13 +83,17 @@ class CalculatorV1(pb_grpc.CalculatorServicer):
     def __init__(self, engine: Store) -> None:
         self._engine = engine
 
-    def CreateSession(self, request: pb.CreateSessionRequest, context: Any) -> pb.CreateSessionResponse:
-        token = self._engine.create(request.value, request_id=request.request_id, alive=caller_waiting(context))
+    def CreateSession(
+        self, request: pb.CreateSessionRequest, context: Any, owner: str = ""
+    ) -> pb.CreateSessionResponse:
+        token = self._engine.create(
+            request.value, request_id=request.request_id, alive=caller_waiting(context), owner=owner
+        )
         return pb.CreateSessionResponse(
             session=pb.Session(token=token, value=request.value, initial_value=request.value)
         )
 
-    def Apply(self, request: pb.ApplyRequest, context: Any) -> pb.ApplyResponse:
+    def Apply(self, request: pb.ApplyRequest, context: Any, owner: str = "") -> pb.ApplyResponse:
         operation = request.operation
         step = self._engine.apply(
             request.token,
@@ -93,25 +101,30 @@ class CalculatorV1(pb_grpc.CalculatorServicer):
             operation.operand,
             request_id=request.request_id,
             alive=caller_waiting(context),
+            owner=owner,
         )
         return pb.ApplyResponse(value=step.result, step=step_message(step))
 
-    def ApplyBatch(self, request: pb.ApplyBatchRequest, context: Any) -> pb.ApplyBatchResponse:
+    def ApplyBatch(self, request: pb.ApplyBatchRequest, context: Any, owner: str = "") -> pb.ApplyBatchResponse:
         operations = batch_operations(request)
         value, count = self._engine.apply_many(
-            request.token, operations, request_id=request.request_id, alive=caller_waiting(context)
+            request.token, operations, request_id=request.request_id, alive=caller_waiting(context), owner=owner
         )
         return pb.ApplyBatchResponse(value=value, step_count=count)
 
-    def GetSession(self, request: pb.GetSessionRequest, context: Any) -> pb.GetSessionResponse:
-        return pb.GetSessionResponse(session=session_message(self._engine.snapshot(request.token)))
+    def GetSession(self, request: pb.GetSessionRequest, context: Any, owner: str = "") -> pb.GetSessionResponse:
+        return pb.GetSessionResponse(session=session_message(self._engine.snapshot(request.token, owner=owner)))
 
-    def CloseSession(self, request: pb.CloseSessionRequest, context: Any) -> pb.CloseSessionResponse:
-        value, count = self._engine.close(request.token, request_id=request.request_id, alive=caller_waiting(context))
+    def CloseSession(self, request: pb.CloseSessionRequest, context: Any, owner: str = "") -> pb.CloseSessionResponse:
+        value, count = self._engine.close(
+            request.token, request_id=request.request_id, alive=caller_waiting(context), owner=owner
+        )
         return pb.CloseSessionResponse(value=value, step_count=count)
 
-    def WatchSession(self, request: pb.WatchSessionRequest, context: Any) -> Iterator[pb.WatchSessionResponse]:
-        watcher = self._engine.watch(request.token, request.after_step)
+    def WatchSession(
+        self, request: pb.WatchSessionRequest, context: Any, owner: str = ""
+    ) -> Iterator[pb.WatchSessionResponse]:
+        watcher = self._engine.watch(request.token, request.after_step, owner=owner)
         if not context.add_callback(watcher.cancel):
             watcher.cancel()
         try:
@@ -193,9 +206,18 @@ def update_message(update: Update) -> pb.WatchSessionResponse:
 
 
 def add_services(
-    server: grpc.Server | grpc.aio.Server, engine: Store, *, asynchronous: bool = False, gate: Gate | None = None
+    server: grpc.Server | grpc.aio.Server,
+    engine: Store,
+    *,
+    asynchronous: bool = False,
+    gate: Gate | None = None,
+    callers: Callers | None = None,
 ) -> None:
-    """Register both calculator contracts, over one engine, on a server; gate, when given, counts their calls."""
-    core = (AsyncCore if asynchronous else SyncCore)(gate or Gate())
+    """Register both calculator contracts, over one engine, on a server; gate, when given, counts their calls.
+
+    callers, when given, identifies the caller of every call (refusing one without valid credentials),
+    and each session belongs to the caller that made it; without it everyone is one anonymous caller.
+    """
+    core = (AsyncCore if asynchronous else SyncCore)(gate or Gate(), callers)
     register(server, calc_pb2_grpc.add_CalculatorServicer_to_server, ArticleCalculator(engine), core)
     register(server, pb_grpc.add_CalculatorServicer_to_server, CalculatorV1(engine), core)

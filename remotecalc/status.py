@@ -24,6 +24,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from .auth import Callers
 from .errors import (
     ERROR_DOMAIN,
     INDEX_KEY,
@@ -139,15 +140,34 @@ class Gate:
         return self._empty.wait(timeout)
 
 
+def _identified(method: Callable[..., Any], callers: Callers | None) -> Callable[[Any, Any], Any]:
+    """method, given its caller as owner once callers has authenticated the call; as it is without callers."""
+    if callers is None:
+        # Nobody is identified: no wrapper at all, so that a call costs what it did before callers existed.
+        return method
+    of = callers.of
+
+    @functools.wraps(method)
+    def identified(request: Any, context: Any) -> Any:
+        return method(request, context, of(context))
+
+    return identified
+
+
 class SyncCore:
-    """Wraps methods for grpc.server: a status is set on the context, then the call aborts."""
+    """Wraps methods for grpc.server: a status is set on the context, then the call aborts.
 
-    def __init__(self, gate: Gate) -> None:
+    With callers, each call is first authenticated and its method is given the caller as owner.
+    """
+
+    def __init__(self, gate: Gate, callers: Callers | None = None) -> None:
         self._gate = gate
+        self._callers = callers
 
-    def unary(self, method: Callable[[Any, Any], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def unary(self, method: Callable[..., Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
         """method, counted by the gate, its exceptions turned into statuses."""
         enter, leave = self._gate.enter, self._gate.leave
+        method = _identified(method, self._callers)
 
         @functools.wraps(method)
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
@@ -164,11 +184,10 @@ class SyncCore:
 
         return handle
 
-    def stream(
-        self, method: Callable[[Any, Any], Iterator[Any]]
-    ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+    def stream(self, method: Callable[..., Iterator[Any]]) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
         """A server-streaming method, counted by the gate, its exceptions turned into statuses."""
         enter, leave = self._gate.enter, self._gate.leave
+        method = _identified(method, self._callers)
 
         @functools.wraps(method)
         def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
@@ -195,12 +214,14 @@ def _abort(context: grpc.ServicerContext, error: Exception) -> None:
 class AsyncCore:
     """Wraps methods for grpc.aio.server: unary ones run on the loop, streams wait in threads."""
 
-    def __init__(self, gate: Gate) -> None:
+    def __init__(self, gate: Gate, callers: Callers | None = None) -> None:
         self._gate = gate
+        self._callers = callers
 
-    def unary(self, method: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def unary(self, method: Callable[..., Any]) -> Callable[[Any, Any], Any]:
         """method as a coroutine, counted by the gate, its exceptions turned into statuses."""
         enter, leave = self._gate.enter, self._gate.leave
+        method = _identified(method, self._callers)
 
         @functools.wraps(method)
         async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -218,9 +239,10 @@ class AsyncCore:
 
         return handle
 
-    def stream(self, method: Callable[[Any, Any], Iterator[Any]]) -> Callable[[Any, Any], AsyncIterator[Any]]:
+    def stream(self, method: Callable[..., Iterator[Any]]) -> Callable[[Any, Any], AsyncIterator[Any]]:
         """A server-streaming method as an async generator, each wait run in a thread off the loop."""
         enter, leave = self._gate.enter, self._gate.leave
+        method = _identified(method, self._callers)
 
         @functools.wraps(method)
         async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:

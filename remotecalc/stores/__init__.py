@@ -32,7 +32,12 @@ class Feed(Protocol):
 
 
 class Store(Protocol):
-    """What the services need of a session store; the rules behind each call are the engine's."""
+    """What the services need of a session store; the rules behind each call are the engine's.
+
+    owner is the caller a call comes from ("" when the server identifies no one): a session belongs to
+    the caller that created it, and to any other it is a token never made (SessionNotFound, word for
+    word). Request ids are scoped to the caller too.
+    """
 
     def start(self) -> None:
         """Start background work (the in-memory sweeper)."""
@@ -43,8 +48,8 @@ class Store(Protocol):
     def sweep(self) -> int:
         """Expire idle sessions where the store does not expire them itself; return how many."""
 
-    def create(self, value: float, *, request_id: str = "", alive: Alive | None = None) -> str:
-        """Open a session holding value; return its token."""
+    def create(self, value: float, *, request_id: str = "", alive: Alive | None = None, owner: str = "") -> str:
+        """Open a session holding value, owned by owner (its caller); return its token."""
 
     def apply(
         self,
@@ -55,6 +60,7 @@ class Store(Protocol):
         limit: float = math.inf,
         request_id: str = "",
         alive: Alive | None = None,
+        owner: str = "",
     ) -> Step:
         """Apply one operation and return its step."""
 
@@ -65,18 +71,25 @@ class Store(Protocol):
         *,
         request_id: str = "",
         alive: Alive | None = None,
+        owner: str = "",
     ) -> tuple[float, int]:
         """Apply operations in order, all or nothing; return the value and step count."""
 
-    def snapshot(self, token: str) -> Snapshot:
+    def snapshot(self, token: str, *, owner: str = "") -> Snapshot:
         """The session's value, step count and recent history."""
 
     def close(
-        self, token: str, *, limit: float = math.inf, request_id: str = "", alive: Alive | None = None
+        self,
+        token: str,
+        *,
+        limit: float = math.inf,
+        request_id: str = "",
+        alive: Alive | None = None,
+        owner: str = "",
     ) -> tuple[float, int]:
         """Close the session; return its final value and step count."""
 
-    def watch(self, token: str, after_step: int = 0) -> Feed:
+    def watch(self, token: str, after_step: int = 0, *, owner: str = "") -> Feed:
         """A feed of the session: now (with the steps after after_step), then each change."""
 
 

@@ -69,13 +69,15 @@ _RETRIES = 64
 
 # KEYS: state hash, watch stream[, reply of this request id].
 # ARGV: expected step count, kind (a change / c close), new step count, new value, TTL ms, the
-# oldest stream id the history still needs, reply, reply TTL ms, the change's steps (packed).
+# oldest stream id the history still needs, reply, reply TTL ms, the change's steps (packed), caller.
+# Another caller's session is gone to this one, before any request id is looked up.
 _COMMIT = """
+local state = redis.call('HMGET', KEYS[1], 'n', 'v', 'o')
+if state[1] and (state[3] or '') ~= ARGV[10] then return {'gone'} end
 if #KEYS == 3 then
   local done = redis.call('GET', KEYS[3])
   if done then return {'dup', done} end
 end
-local state = redis.call('HMGET', KEYS[1], 'n', 'v')
 if not state[1] then return {'gone'} end
 if state[1] ~= ARGV[1] then return {'moved', state[1], state[2]} end
 if ARGV[2] == 'c' then
@@ -93,10 +95,11 @@ if #KEYS == 3 then redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[8]) end
 return {'ok'}
 """
 
-# KEYS: state hash. ARGV: value, TTL ms.
+# KEYS: state hash. ARGV: value, TTL ms, caller.
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'n', '0', 'v', ARGV[1], 'i', ARGV[1])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'o', ARGV[3]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
@@ -105,6 +108,11 @@ return 1
 def _keys(token: str) -> tuple[str, str]:
     """The state hash and the watch stream of a session: one hash tag, one Cluster slot."""
     return f"rc:{{{token}}}:s", f"rc:{{{token}}}:w"
+
+
+def _owner_part(owner: str) -> str:
+    """A caller's part of a request key: hex, so no name can reach into another key or hash tag."""
+    return f":{owner.encode().hex()}" if owner else ""
 
 
 def _pack(operators: Sequence[int], operands: Sequence[float], results: Sequence[float]) -> str:
@@ -191,7 +199,7 @@ class RedisStore:
         self._commit = client.register_script(_COMMIT)
         self._create = client.register_script(_CREATE)
         # The last state this replica saw of each session: (step count, value). A stale one costs a retry.
-        self._cache: dict[str, tuple[int, float]] = {}
+        self._cache: dict[str, tuple[int, float, str]] = {}
         self._cache_size = cache_size
         self._feeds: set[_Feed] = set()
         self._feeds_lock = threading.Lock()
@@ -241,17 +249,17 @@ class RedisStore:
         else:
             self._redis.disconnect_connection_pools()
 
-    def create(self, value: float, *, request_id: str = "", alive: Alive | None = None) -> str:
-        """Open a session holding value and return its token."""
+    def create(self, value: float, *, request_id: str = "", alive: Alive | None = None, owner: str = "") -> str:
+        """Open a session holding value, owned by owner, and return its token."""
         if request_id:
-            return self._unreachable(lambda: self._create_once(value, request_id, alive))
+            return self._unreachable(lambda: self._create_once(value, request_id, alive, owner))
         check_operand(value, "initial value")
         if alive is not None and not alive():
             raise gone()
         value = float(value)
         token = secrets.token_urlsafe(16)
-        self._unreachable(lambda: self._create(keys=[_keys(token)[0]], args=[repr(value), self._ttl_ms]))
-        self._remember(token, 0, value)
+        self._unreachable(lambda: self._create(keys=[_keys(token)[0]], args=[repr(value), self._ttl_ms, owner]))
+        self._remember(token, 0, value, owner)
         return token
 
     def apply(
@@ -263,6 +271,7 @@ class RedisStore:
         limit: float = math.inf,
         request_id: str = "",
         alive: Alive | None = None,
+        owner: str = "",
     ) -> Step:
         """Apply one operation; limit bounds the result's magnitude (the article's float32)."""
 
@@ -273,7 +282,7 @@ class RedisStore:
             return _Change(result, count + 1, _pack((operator,), (operand,), (result,)), reply, step)
 
         fingerprint = apply_fingerprint(operator, operand, limit) if request_id else b""
-        return self._change(token, change, request_id, fingerprint, alive, _step)
+        return self._change(token, change, request_id, fingerprint, alive, _step, owner)
 
     def apply_many(
         self,
@@ -282,6 +291,7 @@ class RedisStore:
         *,
         request_id: str = "",
         alive: Alive | None = None,
+        owner: str = "",
     ) -> tuple[float, int]:
         """Apply operations in order, all or nothing; return the value and step count.
 
@@ -301,30 +311,36 @@ class RedisStore:
             return _Change(final, total, steps, f"{final!r} {total}", (final, total))
 
         fingerprint = batch_fingerprint(operations) if request_id else b""
-        return self._change(token, change, request_id, fingerprint, alive, _value_and_count)
+        return self._change(token, change, request_id, fingerprint, alive, _value_and_count, owner)
 
-    def snapshot(self, token: str) -> Snapshot:
+    def snapshot(self, token: str, *, owner: str = "") -> Snapshot:
         """The session's value, step count and recent history; reading it changes nothing."""
         check_token(token)
         state_key, stream_key = _keys(token)
 
         def read() -> tuple[list[str | None], list[Any]]:
             with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hmget(state_key, "n", "v", "i")
+                pipe.hmget(state_key, "n", "v", "i", "o")
                 pipe.xrange(stream_key, "-", "+")
                 state, entries = pipe.execute()
             return state, entries
 
         state, entries = self._unreachable(read)
-        count, value, initial = state
-        if count is None or value is None or initial is None:
+        count, value, initial, held_by = state
+        if count is None or value is None or initial is None or (held_by or "") != owner:
             raise SessionNotFound(_NOT_FOUND)
-        self._remember(token, int(count), float(value))
+        self._remember(token, int(count), float(value), owner)
         history = [step for entry_id, raw in entries for step in _entry_steps(entry_id, _fields(raw))]
         return Snapshot(token, float(value), int(count), tuple(history[-self.history_limit :]), float(initial))
 
     def close(
-        self, token: str, *, limit: float = math.inf, request_id: str = "", alive: Alive | None = None
+        self,
+        token: str,
+        *,
+        limit: float = math.inf,
+        request_id: str = "",
+        alive: Alive | None = None,
+        owner: str = "",
     ) -> tuple[float, int]:
         """Close the session and return its final value and step count."""
 
@@ -333,9 +349,9 @@ class RedisStore:
             return _Change(value, count, "", f"{value!r} {count}", (value, count), close=True)
 
         fingerprint = close_fingerprint(limit) if request_id else b""
-        return self._change(token, change, request_id, fingerprint, alive, _value_and_count)
+        return self._change(token, change, request_id, fingerprint, alive, _value_and_count, owner)
 
-    def watch(self, token: str, after_step: int = 0) -> _Feed:
+    def watch(self, token: str, after_step: int = 0, *, owner: str = "") -> _Feed:
         """A feed of the session: its state now (with the steps after after_step), then every change."""
         check_token(token)
         with self._feeds_lock:
@@ -343,7 +359,7 @@ class RedisStore:
                 raise ServerStopping("the server is stopping")
             if len(self._feeds) >= self.max_watchers:
                 raise TooManyWatchers(f"too many open watches (the limit is {self.max_watchers})")
-        first, last_id = self._unreachable(lambda: self._watch_start(token, after_step))
+        first, last_id = self._unreachable(lambda: self._watch_start(token, after_step, owner))
         feed = _Feed(self, token, first, last_id)
         with self._feeds_lock:
             self._feeds.add(feed)
@@ -360,23 +376,23 @@ class RedisStore:
         except redis.RedisError as error:
             raise StoreUnavailable(_UNREACHABLE) from error
 
-    def _remember(self, token: str, count: int, value: float) -> None:
+    def _remember(self, token: str, count: int, value: float, owner: str) -> None:
         cache = self._cache
         if len(cache) >= self._cache_size and token not in cache:
             cache.clear()
-        cache[token] = (count, value)
+        cache[token] = (count, value, owner)
 
-    def _read(self, token: str) -> tuple[int, float]:
-        count, value = self._redis.hmget(_keys(token)[0], "n", "v")
-        if count is None or value is None:
+    def _read(self, token: str, owner: str) -> tuple[int, float]:
+        count, value, held_by = self._redis.hmget(_keys(token)[0], "n", "v", "o")
+        if count is None or value is None or (held_by or "") != owner:
             raise SessionNotFound(_NOT_FOUND)
         return int(count), float(value)
 
-    def _request_key(self, token: str, request_id: str) -> str:
-        """The key of a request id's stored reply, in the session's slot; refuses a bad or stale id first."""
+    def _request_key(self, token: str, request_id: str, owner: str) -> str:
+        """The key of a request id's stored reply, in the session's slot and the caller's scope; refuses a bad id."""
         raw = parse_request_id(request_id)
         check_date(raw, self._wall_clock(), self.request_window, self.request_skew)
-        return f"rc:{{{token}}}:q:{raw.hex()}"
+        return f"rc:{{{token}}}:q:{raw.hex()}{_owner_part(owner)}"
 
     def _change(
         self,
@@ -386,11 +402,12 @@ class RedisStore:
         fingerprint: bytes,
         alive: Alive | None,
         parse: Callable[[str], _T],
+        owner: str,
     ) -> _T:
         check_token(token)
-        request_key = self._request_key(token, request_id) if request_id else ""
+        request_key = self._request_key(token, request_id, owner) if request_id else ""
         tag = fingerprint.hex()
-        return self._unreachable(lambda: self._commit_change(token, change, request_key, tag, alive, parse))
+        return self._unreachable(lambda: self._commit_change(token, change, request_key, tag, alive, parse, owner))
 
     def _commit_change(
         self,
@@ -400,13 +417,16 @@ class RedisStore:
         tag: str,
         alive: Alive | None,
         parse: Callable[[str], _T],
+        owner: str,
     ) -> _T:
         keys = [*_keys(token), request_key] if request_key else list(_keys(token))
-        known = self._cache.get(token)
+        cached = self._cache.get(token)
+        # What this replica saw of another caller's session is no help to this one.
+        known = cached[:2] if cached is not None and cached[2] == owner else None
         for _ in range(_RETRIES):
             fresh = known is None
             try:
-                count, value = self._read(token) if known is None else known
+                count, value = self._read(token, owner) if known is None else known
                 done = change(value, count)
             except RemoteCalcError:
                 if request_key and (reply := self._redis.get(request_key)) is not None:
@@ -430,6 +450,7 @@ class RedisStore:
                 f"{tag}|{done.reply}",
                 self._reply_ttl_ms,
                 done.steps,
+                owner,
             ]
             outcome = self._commit(keys=keys, args=args)
             verdict = outcome[0]
@@ -437,7 +458,7 @@ class RedisStore:
                 if done.close:
                     self._cache.pop(token, None)
                 else:
-                    self._remember(token, done.count, done.value)
+                    self._remember(token, done.count, done.value, owner)
                 return cast(_T, done.result)
             if verdict == "dup":
                 return _replayed(outcome[1], tag, parse)
@@ -447,15 +468,15 @@ class RedisStore:
             known = (int(outcome[1]), float(outcome[2]))
         raise Aborted(f"the session changed under {_RETRIES} attempts in a row: retry")
 
-    def _create_once(self, value: float, request_id: str, alive: Alive | None) -> str:
+    def _create_once(self, value: float, request_id: str, alive: Alive | None, owner: str) -> str:
         raw = parse_request_id(request_id)
         check_date(raw, self._wall_clock(), self.request_window, self.request_skew)
         tag = create_fingerprint(value).hex()
-        key = f"rc:{{c:{raw.hex()}}}"
+        key = f"rc:{{c:{raw.hex()}}}{_owner_part(owner)}"
         stored = self._redis.get(key)
         if stored is not None:
             return str(_replayed(stored, tag, str))
-        token = self.create(value, alive=alive)
+        token = self.create(value, alive=alive, owner=owner)
         # The session first, then the id: a crash between them leaves an orphan that expires, never a
         # reply naming a session that was not made. Of two racing creates, the later one yields.
         if self._redis.set(key, f"{tag}|{token}", nx=True, px=int(self._reply_ttl_ms)):
@@ -465,16 +486,16 @@ class RedisStore:
         stored = self._redis.get(key)
         return token if stored is None else str(_replayed(stored, tag, str))
 
-    def _watch_start(self, token: str, after_step: int) -> tuple[Update, str]:
+    def _watch_start(self, token: str, after_step: int, owner: str) -> tuple[Update, str]:
         state_key, stream_key = _keys(token)
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(state_key, "n", "v")
+            pipe.hmget(state_key, "n", "v", "o")
             pipe.xrevrange(stream_key, "+", "-", count=1)
             if after_step:
                 pipe.xrange(stream_key, f"({after_step}-0", "+")
             replies = pipe.execute()
-        (count, value), newest = replies[0], replies[1]
-        if count is None or value is None:
+        (count, value, held_by), newest = replies[0], replies[1]
+        if count is None or value is None or (held_by or "") != owner:
             raise SessionNotFound(_NOT_FOUND)
         kept: list[Step] = []
         for entry_id, raw in replies[2] if after_step else ():

@@ -101,6 +101,7 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         root_certificates: PemSource | None = None,
         client_cert: PemSource | None = None,
         client_key: PemSource | None = None,
+        auth_token: str | None = None,
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
@@ -133,6 +134,7 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
             root_certificates=root_certificates,
             client_cert=client_cert,
             client_key=client_key,
+            auth_token=auth_token,
         )
         try:
             if token is None:
