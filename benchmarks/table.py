@@ -201,6 +201,19 @@ def render(results: dict[str, Any]) -> str:
             results["callers_ratios"],
             ["callers", "aio_vs_sync", "workers_2_vs_1", "redis_vs_memory"],
         ),
+        _table(
+            "10. TLS: unary v1 Apply against plaintext, sync core, each caller its own connection (handshake done"
+            " before timing); vs_plaintext: median over rounds of the paired ratio",
+            results["tls"],
+            ["server", "callers", "calls_per_s", "p50_ms", "p99_ms", "max_ms", "vs_plaintext"],
+        ),
+        _table(
+            "    new connection: time to the first reply on a fresh channel (connect, full handshake, one Apply);"
+            f" the server's check for changed certificate files costs {results['tls_reload_check_us']:.1f} us"
+            " per handshake",
+            results["tls_connect"],
+            ["server", "connections", "p50_ms", "p99_ms", "max_ms", "p50_vs_plaintext"],
+        ),
         _table("Goals (on the default core)", results["goals"], ["goal", "value", "target", "met"]),
     ]
     return "\n\n".join(parts)
