@@ -55,7 +55,7 @@ FULL |= {"redis_rounds": 5, "redis_apply": 1.0, "redis_batch": 1.0, "watch_laten
 FULL |= {"callers_rounds": 3, "callers_seconds": 1.5}
 # Part 10: TLS and mutual TLS against plaintext, Apply seconds per measurement and new connections per round.
 QUICK |= {"tls_rounds": 1, "tls_apply": 0.15, "tls_connections": 20}
-FULL |= {"tls_rounds": 5, "tls_apply": 1.0, "tls_connections": 200}
+FULL |= {"tls_rounds": 6, "tls_apply": 1.0, "tls_connections": 200}
 
 _T = TypeVar("_T")
 

@@ -3,13 +3,17 @@
 Three `remotecalc serve` processes (sync core) on one set of certificates made now with trustme (ECDSA
 P-256, its default); the load generator measures them in turns, each round in a rotated order, so that
 a noisy machine treats them alike. No TLS session is resumed: every new connection is a full handshake.
+It runs within `benchmarks/run.py`; on its own, with the same settings:
+
+    .venv/bin/python -m benchmarks.tls_servers [--quick] [--json PATH]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import tempfile
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +23,8 @@ import trustme
 
 from benchmarks.processes import Child
 from benchmarks.stores import Served
-from remotecalc.certificates import CertificateFiles
 
-__all__ = ["TLS_CALLERS", "TLS_SERVERS", "tls"]
+__all__ = ["TLS_CALLERS", "TLS_SERVERS", "main", "tls"]
 
 #: The servers compared, plaintext first: every ratio is to it.
 TLS_SERVERS = ("plaintext", "TLS", "mutual TLS")
@@ -46,15 +49,6 @@ def _certificates(folder: Path) -> dict[str, str]:
     return paths
 
 
-def _fetch_cost_us(files: dict[str, str], calls: int) -> float:
-    """Microseconds the server's per-handshake question costs when the files have not changed."""
-    watched = CertificateFiles(files["cert"], files["key"], files["ca"])
-    started = time.perf_counter()
-    for _ in range(calls):
-        watched.fetch()
-    return (time.perf_counter() - started) / calls * 1e6
-
-
 def _paired(results: list[float], reference: list[float]) -> float:
     return float(statistics.median(r / o for r, o in zip(results, reference, strict=True)))
 
@@ -74,6 +68,8 @@ def tls(worker: Child, settings: dict[str, Any], progress: Callable[[str], None]
         applies: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
         connects: dict[str, list[dict[str, Any]]] = defaultdict(list)
         try:
+            for name in TLS_SERVERS:  # a first connection and calls on each, not counted: no round starts cold
+                worker.ask("tls_apply", address=servers[name].address, callers=1, seconds=0.05, pem=pems[name])
             for number in range(settings["tls_rounds"]):
                 progress(f"part 10, TLS against plaintext: round {number + 1} of {settings['tls_rounds']}")
                 order = [TLS_SERVERS[(i + number) % len(TLS_SERVERS)] for i in range(len(TLS_SERVERS))]
@@ -88,7 +84,7 @@ def tls(worker: Child, settings: dict[str, Any], progress: Callable[[str], None]
         finally:
             for server in servers.values():
                 server.close()
-        fetch_us = _fetch_cost_us(files, 2_000)
+            reload_check = worker.ask("tls_reload_check", cert=files["cert"], key=files["key"], client_ca=files["ca"])
     apply_rows = []
     for count in TLS_CALLERS:
         for name in TLS_SERVERS:
@@ -115,4 +111,30 @@ def tls(worker: Child, settings: dict[str, Any], progress: Callable[[str], None]
                 "p50_vs_plaintext": _paired([r["p50_ms"] for r in results], [r["p50_ms"] for r in plain]),
             }
         )
-    return {"tls": apply_rows, "tls_connect": connect_rows, "tls_reload_check_us": fetch_us}
+    return {"tls": apply_rows, "tls_connect": connect_rows, "tls_reload_check_us": reload_check["us_per_check"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run part 10 alone with run.py's settings, print its tables, and write its JSON if asked."""
+    from benchmarks.processes import start_worker_process
+    from benchmarks.run import FULL, QUICK, progress
+    from benchmarks.table import render_tls
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="briefly, as run.py --quick")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON to PATH")
+    args = parser.parse_args(argv)
+    settings = dict(QUICK if args.quick else FULL)
+    worker = start_worker_process()
+    try:
+        results = tls(worker, settings, progress)
+    finally:
+        worker.close()
+    print(render_tls(results))
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

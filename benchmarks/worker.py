@@ -18,7 +18,7 @@ from .measure import (
     measure_batches,
     measure_sequence,
 )
-from .tls_loads import measure_tls_apply, measure_tls_connect
+from .tls_loads import measure_reload_check, measure_tls_apply, measure_tls_connect
 
 TASKS: dict[str, Callable[..., Any]] = {
     "sequence": measure_sequence,
@@ -31,6 +31,7 @@ TASKS: dict[str, Callable[..., Any]] = {
     "embedded": measure_embedded,
     "tls_apply": measure_tls_apply,
     "tls_connect": measure_tls_connect,
+    "tls_reload_check": measure_reload_check,
     "close_channels": close_channels,
 }
 
