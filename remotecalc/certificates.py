@@ -60,7 +60,7 @@ class CertificateFiles:
         self.client_ca = None if client_ca is None else Path(client_ca)
         self._lock = threading.Lock()
         signature = self._stat()
-        self.configuration = self._load()
+        self._configuration = self._load()
         #: The files' state last looked at, loaded or refused: a handshake reads nothing while it holds.
         self._seen: _Signature | str = signature
 
@@ -68,7 +68,7 @@ class CertificateFiles:
         """gRPC server credentials that serve these files and ask fetch() at every handshake."""
         # grpcio's stubs type the fetcher as never returning None, but None is how it says "unchanged".
         return grpc.dynamic_ssl_server_credentials(
-            self.configuration,
+            self._configuration,
             self.fetch,  # type: ignore[arg-type]
             require_client_authentication=self.client_ca is not None,
         )
@@ -95,7 +95,7 @@ class CertificateFiles:
             if self._stat_or_none() != before:
                 return None
             self._seen = before
-            self.configuration = loaded
+            self._configuration = loaded
         log.info("serving the TLS certificate %s read again from disk", self.cert)
         return loaded
 
@@ -129,9 +129,10 @@ class CertificateFiles:
         """Read and check the files: OSError if one cannot be read, ValueError if they do not make a pair."""
         chain = read_pem(self.cert, "certificate")
         key = read_pem(self.key, "key")
-        roots = None if self.client_ca is None else read_pem(self.client_ca, "client CA")
+        roots = None
+        if self.client_ca is not None:
+            roots = read_pem(self.client_ca, "client CA")
+            _check_certificates(roots, self.client_ca, "client CA")
         _check_certificates(chain, self.cert, "certificate")
         _check_pair(self.cert, self.key)
-        if roots is not None:
-            _check_certificates(roots, self.client_ca, "client CA")  # type: ignore[arg-type]
         return grpc.ssl_server_certificate_configuration([(key, chain)], root_certificates=roots)

@@ -122,6 +122,22 @@ def test_a_key_that_does_not_match_keeps_the_old_certificate_until_its_pair_arri
     assert _call(server.address, old) is grpc.StatusCode.UNAVAILABLE
 
 
+def test_a_certificate_rewritten_in_place_is_served_once_whole(
+    server: RunningServer, files: dict[str, Path], old: Issued, new: Issued
+) -> None:
+    _replace(files["key"], new.key)
+    half = len(new.cert) // 2
+    with files["cert"].open("r+b") as rewritten:
+        rewritten.truncate(0)
+        rewritten.write(new.cert[:half])
+        rewritten.flush()
+        assert _call(server.address, old) is grpc.StatusCode.OK
+        rewritten.write(new.cert[half:])
+        rewritten.flush()
+        assert _call(server.address, new) is grpc.StatusCode.OK
+        assert _call(server.address, old) is grpc.StatusCode.UNAVAILABLE
+
+
 @pytest.mark.parametrize(
     ("name", "content", "reason"),
     [
