@@ -1,8 +1,9 @@
 """Part 10 of the benchmark: unary Apply and new connections over TLS and mutual TLS against plaintext.
 
-Three `remotecalc serve` processes (sync core) on one set of certificates made now with trustme (ECDSA
-P-256, its default); the load generator measures them in turns, each round in a rotated order, so that
-a noisy machine treats them alike. No TLS session is resumed: every new connection is a full handshake.
+Four `remotecalc serve` processes (sync core) on certificates made now with trustme: ECDSA P-256
+keys (its default), and one server with an RSA 2048 key, as many public CAs issue. The load generator
+measures them in turns, each round in a rotated order, so that a noisy machine treats them alike.
+No TLS session is resumed: every new connection is a full handshake.
 It runs within `benchmarks/run.py`; on its own, with the same settings:
 
     .venv/bin/python -m benchmarks.tls_servers [--quick] [--json PATH]
@@ -27,19 +28,22 @@ from benchmarks.stores import Served
 __all__ = ["TLS_CALLERS", "TLS_SERVERS", "main", "tls"]
 
 #: The servers compared, plaintext first: every ratio is to it.
-TLS_SERVERS = ("plaintext", "TLS", "mutual TLS")
+TLS_SERVERS = ("plaintext", "TLS", "mutual TLS", "TLS, RSA 2048")
 #: The numbers of concurrent callers, each its own connection.
 TLS_CALLERS = (1, 8)
 
 
 def _certificates(folder: Path) -> dict[str, str]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in folder."""
+    """A CA, server certificates for 127.0.0.1 (ECDSA and RSA keys) and a client certificate, as PEM files."""
     ca = trustme.CA()
     served, caller = ca.issue_cert("127.0.0.1"), ca.issue_cert("bench@example.org")
+    served_rsa = ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.RSA)
     blobs = {
         "ca": ca.cert_pem,
         "cert": served.cert_chain_pems[0],
         "key": served.private_key_pem,
+        "rsa_cert": served_rsa.cert_chain_pems[0],
+        "rsa_key": served_rsa.private_key_pem,
         "client_cert": caller.cert_chain_pems[0],
         "client_key": caller.private_key_pem,
     }
@@ -54,14 +58,20 @@ def _paired(results: list[float], reference: list[float]) -> float:
 
 
 def tls(worker: Child, settings: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
-    """Part 10: Apply calls/s and latency at 1 and 8 callers, and time to first reply on a new connection."""
+    """Part 10: Apply calls/s and latency at 1 and 8 callers, and time to first reply on a new connection, by server."""
     with tempfile.TemporaryDirectory(prefix="remotecalc-bench-tls-") as folder:
         files = _certificates(Path(folder))
         serving = ["--tls-cert", files["cert"], "--tls-key", files["key"]]
-        options = {"plaintext": [], "TLS": serving, "mutual TLS": [*serving, "--tls-client-ca", files["ca"]]}
+        options = {
+            "plaintext": [],
+            "TLS": serving,
+            "mutual TLS": [*serving, "--tls-client-ca", files["ca"]],
+            "TLS, RSA 2048": ["--tls-cert", files["rsa_cert"], "--tls-key", files["rsa_key"]],
+        }
         pems: dict[str, dict[str, str] | None] = {
             "plaintext": None,
             "TLS": {"root": files["ca"]},
+            "TLS, RSA 2048": {"root": files["ca"]},
             "mutual TLS": {"root": files["ca"], "cert": files["client_cert"], "key": files["client_key"]},
         }
         servers = {name: Served("memory", options=options[name]) for name in TLS_SERVERS}
