@@ -37,6 +37,7 @@ from benchmarks.processes import Child, start_server_process, start_worker_proce
 from benchmarks.scaling import callers, redis_store
 from benchmarks.servers import KINDS
 from benchmarks.table import cores, goals, render
+from benchmarks.tls_servers import tls
 
 CORES = ("sync", "aio")
 DEFAULT_CORE = "sync"
@@ -52,6 +53,9 @@ QUICK |= {"redis_rounds": 1, "redis_apply": 0.2, "redis_batch": 0.15, "watch_lat
 QUICK |= {"callers_rounds": 1, "callers_seconds": 0.1}
 FULL |= {"redis_rounds": 5, "redis_apply": 1.0, "redis_batch": 1.0, "watch_latency": 6.0}
 FULL |= {"callers_rounds": 3, "callers_seconds": 1.5}
+# Part 10: TLS and mutual TLS against plaintext, Apply seconds per measurement and new connections per round.
+QUICK |= {"tls_rounds": 1, "tls_apply": 0.15, "tls_connections": 20}
+FULL |= {"tls_rounds": 6, "tls_apply": 1.0, "tls_connections": 200}
 
 _T = TypeVar("_T")
 
@@ -238,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         results.update(unary_and_more(worker, settings))
         results["sessions"] = sessions(worker, settings)
         results.update(redis_store(worker, settings, progress))
+        results.update(tls(worker, settings, progress))
     finally:
         worker.close()
     results.update(callers(settings, progress))

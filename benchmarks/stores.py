@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 
 import psutil  # type: ignore[import-untyped, unused-ignore]
 import redis
@@ -74,10 +75,11 @@ class RedisProcess:
 
 
 class Served:
-    """`remotecalc serve --port 0` in its own process, on a store, a core and a number of workers."""
+    """`remotecalc serve --port 0` in its own process, on a store, a core, a number of workers and more options."""
 
-    def __init__(self, store: str, core: str = "sync", workers: int = 1) -> None:
+    def __init__(self, store: str, core: str = "sync", workers: int = 1, options: Sequence[str] = ()) -> None:
         self.command = [sys.executable, "-m", "remotecalc", "serve", "--port", "0", "--store", store, "--core", core]
+        self.command += options
         if workers > 1:
             self.command += ["--workers", str(workers)]
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, text=True)

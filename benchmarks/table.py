@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["RECOMMENDED_NODE_BYTES", "cores", "goals", "render"]
+__all__ = ["RECOMMENDED_NODE_BYTES", "cores", "goals", "render", "render_tls"]
 
 #: The stream-node-max-bytes the README recommends: a changed session's first node costs an eighth of
 #: the default's, while 100 steps take about as many bytes as with the default (smaller nodes cost more).
@@ -201,6 +201,28 @@ def render(results: dict[str, Any]) -> str:
             results["callers_ratios"],
             ["callers", "aio_vs_sync", "workers_2_vs_1", "redis_vs_memory"],
         ),
+        render_tls(results),
         _table("Goals (on the default core)", results["goals"], ["goal", "value", "target", "met"]),
     ]
     return "\n\n".join(parts)
+
+
+def render_tls(results: dict[str, Any]) -> str:
+    """Part 10's two tables: unary Apply over TLS against plaintext, and the cost of a new connection."""
+    return "\n\n".join(
+        [
+            _table(
+                "10. TLS: unary v1 Apply against plaintext, sync core, each caller its own connection (handshake done"
+                " before timing), ECDSA P-256 keys unless named; vs_plaintext: median over rounds of the paired ratio",
+                results["tls"],
+                ["server", "callers", "calls_per_s", "p50_ms", "p99_ms", "max_ms", "vs_plaintext"],
+            ),
+            _table(
+                "    new connection: time to the first reply on a fresh channel (connect, full handshake, one Apply);"
+                f" the server's check for changed certificate files costs {results['tls_reload_check_us']:.1f} us"
+                " per handshake",
+                results["tls_connect"],
+                ["server", "connections", "p50_ms", "p99_ms", "max_ms", "p50_vs_plaintext"],
+            ),
+        ]
+    )

@@ -18,6 +18,7 @@ from .measure import (
     measure_batches,
     measure_sequence,
 )
+from .tls_loads import measure_reload_check, measure_tls_apply, measure_tls_connect
 
 TASKS: dict[str, Callable[..., Any]] = {
     "sequence": measure_sequence,
@@ -28,6 +29,9 @@ TASKS: dict[str, Callable[..., Any]] = {
     "watch_latency": measure_watch_latency,
     "session_bytes": measure_session_bytes,
     "embedded": measure_embedded,
+    "tls_apply": measure_tls_apply,
+    "tls_connect": measure_tls_connect,
+    "tls_reload_check": measure_reload_check,
     "close_channels": close_channels,
 }
 

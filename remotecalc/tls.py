@@ -7,39 +7,33 @@ from pathlib import Path
 
 import grpc
 
+from .certificates import CertificateFiles, read_pem
+
 __all__ = ["TLS", "PemSource", "channel_credentials", "explain_unreachable"]
 
 #: PEM text as bytes, or the path of a file holding it.
 PemSource = bytes | str | Path
 
 
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise OSError(error.errno, f"cannot read the TLS {what} {path}: {error.strerror}") from None
-
-
 @dataclass(frozen=True)
 class TLS:
-    """PEM files a server serves TLS with; client_ca set requires client certificates it signed (mutual TLS)."""
+    """PEM files a server serves TLS with; client_ca set requires client certificates it signed (mutual TLS).
+
+    The server reads them again for new connections when they change (replace them by renaming a whole
+    file over each); a pair that does not match, or a file that is not PEM, leaves the old one served.
+    """
 
     cert: Path | str
     key: Path | str
     client_ca: Path | str | None = None
 
     def server_credentials(self) -> grpc.ServerCredentials:
-        """The gRPC server credentials, read from the files now."""
-        chain = _read(Path(self.cert), "certificate")
-        key = _read(Path(self.key), "key")
-        roots = None if self.client_ca is None else _read(Path(self.client_ca), "client CA")
-        return grpc.ssl_server_credentials(
-            [(key, chain)], root_certificates=roots, require_client_auth=roots is not None
-        )
+        """gRPC server credentials: the files read and checked now, and again for new connections on change."""
+        return CertificateFiles(self.cert, self.key, self.client_ca).credentials()
 
 
 def _pem(source: PemSource, what: str) -> bytes:
-    return source if isinstance(source, bytes) else _read(Path(source), what)
+    return source if isinstance(source, bytes) else read_pem(Path(source), what)
 
 
 def channel_credentials(

@@ -25,6 +25,8 @@ PARTS = (
     "bytes per session in Redis",
     "8. Watch latency",
     "9. Concurrent callers",
+    "10. TLS",
+    "new connection: time to the first reply",
     "Goals",
 )
 
@@ -126,6 +128,7 @@ def test_a_run_says_which_part_runs_while_it_runs(quick_run: tuple[str, dict[str
         "part 7, bytes per session in Redis",
         "part 8, Watch latency, 8 watchers at 500 updates/s: redis always",
         "part 9, concurrent callers: round 1 of 1",
+        "part 10, TLS against plaintext: round 1 of 1",
     ):
         assert part in progress
     assert "Traceback" not in progress
@@ -184,6 +187,24 @@ def test_unary_calls_are_measured_at_1_4_and_64_callers_on_each_core_and_worker_
     assert [row["callers"] for row in results["callers_ratios"]] == [1, 4, 64]
     for row in results["callers_ratios"]:
         assert row["aio_vs_sync"] > 0 and row["workers_2_vs_1"] > 0 and row["redis_vs_memory"] > 0
+
+
+def test_tls_and_mutual_tls_are_measured_beside_plaintext_at_1_and_8_callers_and_per_new_connection(
+    quick_run: tuple[str, dict[str, Any], str],
+) -> None:
+    _, results, _ = quick_run
+    servers = ("plaintext", "TLS", "mutual TLS", "TLS, RSA 2048")
+    assert [(row["server"], row["callers"]) for row in results["tls"]] == [(s, n) for n in (1, 8) for s in servers]
+    for row in results["tls"]:
+        assert row["calls_per_s"] > 0 and row["vs_plaintext"] > 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"], row
+        if row["server"] == "plaintext":
+            assert row["vs_plaintext"] == 1.0
+    assert [row["server"] for row in results["tls_connect"]] == list(servers)
+    for row in results["tls_connect"]:
+        assert row["connections"] == results["settings"]["tls_connections"]
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"] and row["p50_vs_plaintext"] > 0, row
+    assert results["tls_reload_check_us"] > 0
 
 
 def test_run_outside_the_virtual_environment_says_which_python_to_use() -> None:
