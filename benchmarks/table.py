@@ -213,7 +213,8 @@ def render_tls(results: dict[str, Any]) -> str:
         [
             _table(
                 "10. TLS: unary v1 Apply against plaintext, sync core, each caller its own connection (handshake done"
-                " before timing), ECDSA P-256 keys unless named; vs_plaintext: median over rounds of the paired ratio",
+                " before timing), ECDSA P-256 keys unless named, tokens: a bearer token on every call;"
+                " vs_plaintext: median over rounds of the paired ratio",
                 results["tls"],
                 ["server", "callers", "calls_per_s", "p50_ms", "p99_ms", "max_ms", "vs_plaintext"],
             ),

@@ -1,6 +1,7 @@
 """Part 10's loads, run in the load generator: unary Apply and new connections, plaintext or TLS.
 
-Credentials come as PEM file paths ({"root": ..., "cert": ..., "key": ...}; None for plaintext). Every
+Credentials come as PEM file paths ({"root": ..., "cert": ..., "key": ...}; None for plaintext), and
+"bearer" a token to send with every call. Every
 channel has a subchannel pool of its own, so each is a connection of its own with its own handshake.
 """
 
@@ -35,6 +36,11 @@ def _credentials(pem: dict[str, str] | None) -> grpc.ChannelCredentials | None:
     )
 
 
+def _metadata(pem: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+    bearer = None if pem is None else pem.get("bearer")
+    return () if bearer is None else (("authorization", f"Bearer {bearer}"),)
+
+
 def _channel(address: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
     if credentials is None:
         return grpc.insecure_channel(address, options=_OWN_CONNECTION)
@@ -54,10 +60,11 @@ def _summary(latencies: list[float], seconds: float) -> dict[str, float]:
 
 def measure_tls_apply(address: str, callers: int, seconds: float, pem: dict[str, str] | None) -> dict[str, float]:
     """remotecalc.v1 Apply calls per second from `callers` threads, each its own connection (handshake done first)."""
-    credentials = _credentials(pem)
+    credentials, metadata = _credentials(pem), _metadata(pem)
     channels = [_channel(address, credentials) for _ in range(callers)]
     stubs = [pb_grpc.CalculatorStub(channel) for channel in channels]
-    tokens = [stub.CreateSession(pb.CreateSessionRequest(value=0.0), timeout=10).session.token for stub in stubs]
+    create = pb.CreateSessionRequest(value=0.0)
+    tokens = [stub.CreateSession(create, timeout=10, metadata=metadata).session.token for stub in stubs]
     results: list[list[float]] = [[] for _ in range(callers)]
     start = threading.Barrier(callers + 1)
     deadline = [0.0]
@@ -67,7 +74,7 @@ def measure_tls_apply(address: str, callers: int, seconds: float, pem: dict[str,
         request = pb.ApplyRequest(token=tokens[index], operation=_ADD)
         start.wait()
         while (began := clock()) < deadline[0]:
-            apply(request, timeout=10)
+            apply(request, timeout=10, metadata=metadata)
             latencies.append((clock() - began) * 1000)
 
     threads = [threading.Thread(target=run, args=(index,)) for index in range(callers)]
@@ -81,7 +88,7 @@ def measure_tls_apply(address: str, callers: int, seconds: float, pem: dict[str,
             thread.join()
         elapsed = time.perf_counter() - started
         for stub, token in zip(stubs, tokens, strict=True):
-            stub.CloseSession(pb.CloseSessionRequest(token=token), timeout=10)
+            stub.CloseSession(pb.CloseSessionRequest(token=token), timeout=10, metadata=metadata)
     finally:
         for channel in channels:
             channel.close()
@@ -90,11 +97,10 @@ def measure_tls_apply(address: str, callers: int, seconds: float, pem: dict[str,
 
 def measure_tls_connect(address: str, connections: int, pem: dict[str, str] | None) -> dict[str, float]:
     """Time to the first reply on a new channel (connect, handshake, one Apply), one connection after another."""
-    credentials = _credentials(pem)
+    credentials, metadata = _credentials(pem), _metadata(pem)
     with _channel(address, credentials) as setup:
-        token = (
-            pb_grpc.CalculatorStub(setup).CreateSession(pb.CreateSessionRequest(value=0.0), timeout=10).session.token
-        )
+        create = pb.CreateSessionRequest(value=0.0)
+        token = pb_grpc.CalculatorStub(setup).CreateSession(create, timeout=10, metadata=metadata).session.token
         request = pb.ApplyRequest(token=token, operation=_ADD)
         latencies: list[float] = []
         clock = time.perf_counter
@@ -102,10 +108,10 @@ def measure_tls_connect(address: str, connections: int, pem: dict[str, str] | No
         for _ in range(connections):
             began = clock()
             with _channel(address, credentials) as fresh:
-                pb_grpc.CalculatorStub(fresh).Apply(request, timeout=10)
+                pb_grpc.CalculatorStub(fresh).Apply(request, timeout=10, metadata=metadata)
                 latencies.append((clock() - began) * 1000)
         elapsed = clock() - started
-        pb_grpc.CalculatorStub(setup).CloseSession(pb.CloseSessionRequest(token=token), timeout=10)
+        pb_grpc.CalculatorStub(setup).CloseSession(pb.CloseSessionRequest(token=token), timeout=10, metadata=metadata)
     return {"connections": connections, **_summary(latencies, elapsed)}
 
 

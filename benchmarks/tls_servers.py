@@ -1,7 +1,8 @@
-"""Part 10 of the benchmark: unary Apply and new connections over TLS and mutual TLS against plaintext.
+"""Part 10 of the benchmark: unary Apply and new connections over TLS, mutual TLS and bearer tokens against plaintext.
 
 Four `remotecalc serve` processes (sync core) on certificates made now with trustme: ECDSA P-256
-keys (its default), and one server with an RSA 2048 key, as many public CAs issue. The load generator
+keys (its default), one server with an RSA 2048 key, as many public CAs issue, and one that also
+requires a bearer token (a token file of ten callers). The load generator
 measures them in turns, each round in a rotated order, so that a noisy machine treats them alike.
 No TLS session is resumed: every new connection is a full handshake.
 It runs within `benchmarks/run.py`; on its own, with the same settings:
@@ -24,17 +25,18 @@ import trustme
 
 from benchmarks.processes import Child
 from benchmarks.stores import Served
+from remotecalc import new_token
 
 __all__ = ["TLS_CALLERS", "TLS_SERVERS", "main", "tls"]
 
 #: The servers compared, plaintext first: every ratio is to it.
-TLS_SERVERS = ("plaintext", "TLS", "mutual TLS", "TLS, RSA 2048")
+TLS_SERVERS = ("plaintext", "TLS", "mutual TLS", "TLS, RSA 2048", "TLS and tokens")
 #: The numbers of concurrent callers, each its own connection.
 TLS_CALLERS = (1, 8)
 
 
 def _certificates(folder: Path) -> dict[str, str]:
-    """A CA, server certificates for 127.0.0.1 (ECDSA and RSA keys) and a client certificate, as PEM files."""
+    """A CA, server certificates for 127.0.0.1 (ECDSA and RSA keys), a client certificate, and a token file."""
     ca = trustme.CA()
     served, caller = ca.issue_cert("127.0.0.1"), ca.issue_cert("bench@example.org")
     served_rsa = ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.RSA)
@@ -50,6 +52,11 @@ def _certificates(folder: Path) -> dict[str, str]:
     paths = {name: str(folder / f"{name}.pem") for name in blobs}
     for name, blob in blobs.items():
         blob.write_to_path(paths[name])
+    # Ten callers, as a real token file would hold several: the server compares against every one.
+    tokens = [new_token() for _ in range(10)]
+    paths["token"], paths["tokens"] = tokens[-1], str(folder / "tokens.txt")
+    Path(paths["tokens"]).write_text("".join(f"caller{n}:{token}\n" for n, token in enumerate(tokens)))
+    Path(paths["tokens"]).chmod(0o600)
     return paths
 
 
@@ -67,12 +74,14 @@ def tls(worker: Child, settings: dict[str, Any], progress: Callable[[str], None]
             "TLS": serving,
             "mutual TLS": [*serving, "--tls-client-ca", files["ca"]],
             "TLS, RSA 2048": ["--tls-cert", files["rsa_cert"], "--tls-key", files["rsa_key"]],
+            "TLS and tokens": [*serving, "--auth-token-file", files["tokens"]],
         }
         pems: dict[str, dict[str, str] | None] = {
             "plaintext": None,
             "TLS": {"root": files["ca"]},
             "TLS, RSA 2048": {"root": files["ca"]},
             "mutual TLS": {"root": files["ca"], "cert": files["client_cert"], "key": files["client_key"]},
+            "TLS and tokens": {"root": files["ca"], "bearer": files["token"]},
         }
         servers = {name: Served("memory", options=options[name]) for name in TLS_SERVERS}
         applies: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)

@@ -193,7 +193,7 @@ def test_tls_and_mutual_tls_are_measured_beside_plaintext_at_1_and_8_callers_and
     quick_run: tuple[str, dict[str, Any], str],
 ) -> None:
     _, results, _ = quick_run
-    servers = ("plaintext", "TLS", "mutual TLS", "TLS, RSA 2048")
+    servers = ("plaintext", "TLS", "mutual TLS", "TLS, RSA 2048", "TLS and tokens")
     assert [(row["server"], row["callers"]) for row in results["tls"]] == [(s, n) for n in (1, 8) for s in servers]
     for row in results["tls"]:
         assert row["calls_per_s"] > 0 and row["vs_plaintext"] > 0
