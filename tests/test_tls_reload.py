@@ -243,3 +243,21 @@ def test_the_cli_refuses_to_start_with_a_key_that_does_not_match(files: dict[str
         assert f"remotecalc: the TLS key {files['key']} does not match the certificate" in served.stderr_text()
     finally:
         served.kill()
+
+
+def test_every_worker_serves_the_replaced_certificate(
+    files: dict[str, Path], old: Issued, new: Issued, redis_url: str
+) -> None:
+    tls = ["--tls-cert", str(files["cert"]), "--tls-key", str(files["key"])]
+    served = Served("--port", "0", "--workers", "2", "--store", redis_url, *tls)
+    try:
+        address = served.address()
+        assert _call(address, old) is grpc.StatusCode.OK
+        _replace(files["key"], new.key)
+        _replace(files["cert"], new.cert)
+        # The kernel hands each new connection to either worker: eight reach both but for 1 in 128.
+        assert [_call(address, new) for _ in range(8)] == [grpc.StatusCode.OK] * 8
+        assert [_call(address, old) for _ in range(8)] == [grpc.StatusCode.UNAVAILABLE] * 8
+        assert served.stop() == 0
+    finally:
+        served.kill()
