@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 import trustme
 from conftest import FakeClock
 
-from remotecalc import TLS, RunningServer, start_server
+from remotecalc import TLS, AuthTokens, RunningServer, new_token, start_server
 from remotecalc.server import Core
 
 CLIENT_FOLDER = Path(__file__).with_name("grpc_js")
@@ -60,10 +61,14 @@ def tls_server(files: dict[str, Path], clock: FakeClock) -> Iterator[RunningServ
         yield server
 
 
-def _run_client(node: str, address: str, ca: Path) -> tuple[int, dict[str, Any]]:
-    """Run the node client against address trusting ca: its exit code and the JSON line it printed."""
+def _run_client(node: str, address: str, ca: Path, token: str | None = None) -> tuple[int, dict[str, Any]]:
+    """Run the node client against address trusting ca (with a bearer token): its exit code and JSON line."""
+    environment = {key: value for key, value in os.environ.items() if key != "REMOTECALC_AUTH_TOKEN"}
+    if token is not None:
+        environment["REMOTECALC_AUTH_TOKEN"] = token
     finished = subprocess.run(
         [node, str(CLIENT), address, str(ca), "--deadline", str(CALL_DEADLINE)],
+        env=environment,
         capture_output=True,
         text=True,
         timeout=CLIENT_WAIT,
@@ -112,3 +117,19 @@ def test_grpc_js_over_tls_fails_against_a_plaintext_server(node: str, files: dic
     assert code == 1
     error = printed["error"]
     assert (error["call"], error["name"], error["code"]) == ("Create", "UNAVAILABLE", 14)
+
+
+def test_grpc_js_with_a_bearer_token_reaches_a_server_with_callers_and_without_one_is_unauthenticated(
+    node: str, files: dict[str, Path], clock: FakeClock
+) -> None:
+    token = new_token()
+    tls = TLS(cert=files["cert"], key=files["key"])
+    with start_server(port=0, clock=clock, tls=tls, auth_tokens=AuthTokens({"node": token})) as server:
+        code, printed = _run_client(node, server.address, files["ca"], token=token)
+        assert (code, printed["article"], printed["v1"]) == (0, 10, 10), printed
+        code, printed = _run_client(node, server.address, files["ca"], token=None)
+        assert len(server.engine) == 0
+    assert code == 1
+    error = printed["error"]
+    assert (error["call"], error["name"], error["code"]) == ("Create", "UNAUTHENTICATED", 16)
+    assert "bearer token" in error["details"] and token not in error["details"]

@@ -5,6 +5,9 @@
 //
 //   node client.js ADDRESS CA_PEM [--deadline SECONDS]
 //
+// With REMOTECALC_AUTH_TOKEN set, every call carries it as 'authorization: Bearer <token>' (call
+// credentials over TLS); the token is read from the environment, never from the command line.
+//
 // Success: one JSON line, {"article": 10, "v1": 10, "article_sum": ..., "v1_sum": ...}, exit 0.
 // A failed call: one JSON line, {"error": {"call": ..., "code": ..., "name": ..., "details": ...}},
 // exit 1. Bad arguments: a usage line on stderr, exit 2.
@@ -89,6 +92,17 @@ async function throughV1(stub, deadlineSeconds) {
   return { answer: closed.value, steps: Number(closed.step_count), sum };
 }
 
+// TLS credentials, and a bearer token on every call when one is given.
+function withToken(channelCredentials, token) {
+  if (!token) return channelCredentials;
+  const bearer = grpc.credentials.createFromMetadataGenerator((_params, callback) => {
+    const metadata = new grpc.Metadata();
+    metadata.add('authorization', `Bearer ${token}`);
+    callback(null, metadata);
+  });
+  return grpc.credentials.combineChannelCredentials(channelCredentials, bearer);
+}
+
 async function main() {
   const { address, caPath, deadlineSeconds } = parseArguments(process.argv.slice(2));
   let caPem;
@@ -98,7 +112,7 @@ async function main() {
     usage(`cannot read the CA ${caPath}: ${error.message}`);
   }
   const { Article, V1 } = loadContracts();
-  const credentials = grpc.credentials.createSsl(caPem);
+  const credentials = withToken(grpc.credentials.createSsl(caPem), process.env.REMOTECALC_AUTH_TOKEN);
   const article = new Article(address, credentials);
   const v1 = new V1(address, credentials);
   try {
