@@ -260,12 +260,16 @@ class Session:
 
     close = answer
 
-    def watch(self, *, on_resume: Callable[[RemoteCalcError | None], None] | None = None) -> Watch:
+    def watch(
+        self, *, after_step: int | None = None, on_resume: Callable[[RemoteCalcError | None], None] | None = None
+    ) -> Watch:
         """A live feed of this session's state: now, then after every change, until it closes.
 
-        A broken stream is resumed on its own (see Watch); on_resume hears of each break and recovery.
+        With after_step (a step count already read, say by state()), the first update also carries every
+        step after it, so nothing falls between that read and the feed. A broken stream is resumed on
+        its own (see Watch); on_resume hears of each break and recovery.
         """
-        return Watch(self.client, self.token, on_resume=on_resume)
+        return Watch(self.client, self.token, after_step=after_step, on_resume=on_resume)
 
     def __enter__(self) -> Session:
         return self
@@ -291,7 +295,12 @@ class Watch:
     """
 
     def __init__(
-        self, client: Client, token: str, *, on_resume: Callable[[RemoteCalcError | None], None] | None = None
+        self,
+        client: Client,
+        token: str,
+        *,
+        after_step: int | None = None,
+        on_resume: Callable[[RemoteCalcError | None], None] | None = None,
     ) -> None:
         self.token = token
         self._client = client
@@ -299,9 +308,10 @@ class Watch:
         self.on_resume = on_resume
         self._lock = threading.Lock()
         self._stopped = threading.Event()
-        self._call = self._open(0)
-        #: The step count of the last update delivered; a resumed stream starts after it.
-        self.last_step: int | None = None
+        self._call = self._open(after_step or 0)
+        #: The step count of the last update delivered (or after_step); a resumed stream starts after it.
+        self.last_step: int | None = after_step
+        self._greeted = False
         #: How many times the stream was opened again after it broke.
         self.resumes = 0
 
@@ -320,7 +330,8 @@ class Watch:
                         self._tell(None)
                     update = self._fresh(_update(message))
                     if update is not None:
-                        self.last_step = update.step_count
+                        self.last_step = max(update.step_count, self.last_step or 0)
+                        self._greeted = True
                         yield update
                 return
             except grpc.RpcError as error:
@@ -347,7 +358,9 @@ class Watch:
         if last is None:
             return update
         if update.step_count <= last:
-            return update if update.closed else None
+            # The first update is the state now, even with no step the reader has not seen.
+            fresh = update.closed or not self._greeted
+            return update._replace(steps=tuple(s for s in update.steps if s.number > last)) if fresh else None
         steps = tuple(step for step in update.steps if step.number > last)
         if not update.closed and (not steps or steps[0].number != last + 1):
             # A server that resumed "from now" (after_step 0, or not served) skipped steps: its history has them.

@@ -338,3 +338,19 @@ def test_the_readme_resolve_example_runs_as_written(client: Client) -> None:
     namespace = {"remotecalc": remotecalc, "session": session}
     exec(_readme_python("## Errors"), namespace)
     assert namespace["value"] == 2 == session.value()
+
+
+@pytest.mark.parametrize("after_step", [0, 1, 3])
+def test_a_watch_after_a_step_read_brings_every_later_step_in_its_first_update(
+    server: RunningServer, after_step: int
+) -> None:
+    with remotecalc.connect(server) as client, client.create(1) as session:
+        for operand in (1, 2, 3):
+            session.add(operand)
+        with session.watch(after_step=after_step) as watch:
+            first = next(iter(watch))
+            assert (first.step_count, first.value) == (3, 7)
+            assert [step.number for step in first.steps] == list(range(after_step + 1, 4))
+            session.add(4)
+            following = next(iter(watch))
+            assert [(step.number, step.result) for step in following.steps] == [(4, 11.0)]

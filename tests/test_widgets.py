@@ -234,7 +234,8 @@ def test_the_log_lists_calls_newest_first_bounded_with_codes_and_latencies(panel
     run_article(panel)
     click(panel, "divide", "0")
 
-    assert [row[:3] for row in log(panel) if row[0] != "WatchSession"] == [
+    # The Watch's own calls (its stream, and a GetSession when steps fell before the stream began) aside:
+    assert [row[:3] for row in log(panel) if row[0] not in ("WatchSession", "GetSession")] == [
         ["Apply", "÷ 0", "INVALID_ARGUMENT"],
         ["Apply", "÷ 2", "OK"],
         ["Apply", "× 10", "OK"],
@@ -471,12 +472,15 @@ def test_values_are_printed_without_float_noise(value: float, text: str) -> None
     assert format_number(value) == text
 
 
-def test_an_older_update_never_overwrites_a_newer_one() -> None:
+def test_an_older_update_never_overwrites_a_newer_one_but_fills_in_its_step() -> None:
     view = SessionView("t", 0.0)
     view.merge(10.0, 2, [Step(2, Operator.MULTIPLY, 2.0, 10.0)])
 
-    assert not view.merge(5.0, 1, [Step(1, Operator.ADD, 5.0, 5.0)])
+    assert view.merge(5.0, 1, [Step(1, Operator.ADD, 5.0, 5.0)])
     assert (view.value, view.step_count) == (10.0, 2)
+    assert [step.number for step in view.recent_steps(10)] == [2, 1]
+    assert view.chart_points() == ([0, 1, 2], [0.0, 5.0, 10.0])
+    assert not view.merge(5.0, 1, [Step(1, Operator.ADD, 5.0, 5.0)])
 
 
 def test_panels_on_two_replicas_carry_on_when_one_stops(redis_url: str) -> None:
@@ -491,8 +495,14 @@ def test_panels_on_two_replicas_carry_on_when_one_stops(redis_url: str) -> None:
         click(left, "divide", "2")
         click(right, "multiply", "2")
         for panel in (left, right):
-            assert panel.wait_for(lambda panel=panel: panel.value == 42 and panel.status == "connected")
-            assert [row[0] for row in history(panel)] == ["3", "2", "1"]
+            # A click's reply may come before the resumed Watch brings the other panel's step: no step is lost.
+            assert panel.wait_for(
+                lambda panel=panel: (
+                    panel.value == 42
+                    and panel.status == "connected"
+                    and [row[0] for row in history(panel)] == ["3", "2", "1"]
+                )
+            )
             assert shown(panel, "error") == ""
     finally:
         left.close()

@@ -255,18 +255,24 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
     def _new_session(self, value: float) -> None:
         value = float(value)  # an int from code would be shown as typed, not as the server holds it
         session = self.client.create(value)
-        self._switch_to(session, SessionView(session.token, value))
+        self._switch_to(session, SessionView(session.token, value), after_step=0)
 
     def _attach(self, token: str) -> None:
         session = self.client.session(token)
-        generation = self._switch_to(session, SessionView(token))
-        # The stream is open before the read, so no step falls between the two.
-        snapshot = session.state()
-        with self._lock:
-            if generation == self._generation:
-                self._view.merge(snapshot.value, snapshot.step_count, snapshot.history)
-                if snapshot.step_count == 0 or (snapshot.history and snapshot.history[0].number == 1):
-                    self._view.start_at(snapshot.initial_value)
+        view = SessionView(token)
+        try:
+            snapshot = session.state()
+        except SessionNotFound:
+            with self._lock:
+                self._generation += 1
+                self._view, self._session, self._status = view, None, CLOSED
+                view.closed = True
+            raise
+        view.merge(snapshot.value, snapshot.step_count, snapshot.history)
+        if snapshot.step_count == 0 or (snapshot.history and snapshot.history[0].number == 1):
+            view.start_at(snapshot.initial_value)
+        # The feed starts after the step read, and brings every later one: none falls between the two.
+        self._switch_to(session, view, after_step=snapshot.step_count)
 
     def _answer(self) -> None:
         session, generation = self._session, self._generation
@@ -282,8 +288,8 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
                 self._status = CLOSED
                 self._error = ""
 
-    def _switch_to(self, session: Session, view: SessionView) -> int:
-        """Make session the panel's, with a new Watch stream; return its generation."""
+    def _switch_to(self, session: Session, view: SessionView, *, after_step: int) -> int:
+        """Make session the panel's, with a new Watch stream from after_step; return its generation."""
         self._stop_stream()
         with self._lock:
             self._generation += 1
@@ -293,7 +299,9 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
             self._status = CONNECTING
             self._error = ""
         stream = _Stream(
-            generation, session.watch(on_resume=lambda error: self._resuming(generation, error)), session.token
+            generation,
+            session.watch(after_step=after_step, on_resume=lambda error: self._resuming(generation, error)),
+            session.token,
         )
         stream.thread = threading.Thread(
             target=self._read_stream, args=(stream,), name=f"remotecalc-watch-{session.token[:6]}", daemon=True

@@ -27,15 +27,20 @@ class SessionView:
         self.points: dict[int, float] = {} if value is None else {step_count: value}
 
     def merge(self, value: float, step_count: int, steps: Iterable[Step] = (), closed: bool = False) -> bool:
-        """Take in the state after step_count and the steps that led there; True if anything changed."""
-        if step_count < self.step_count:
-            return False
-        changed = value != self.value or step_count != self.step_count or (closed and not self.closed)
+        """Take in the state after step_count and the steps that led there; True if anything changed.
+
+        Steps not seen yet are taken in even from an older update: a click's reply may have overtaken
+        the Watch update that carries the step before it.
+        """
+        changed = False
         for step in steps:
             if step.number not in self.steps:
                 self.steps[step.number] = step
                 self.points[step.number] = step.result
                 changed = True
+        if step_count < self.step_count:
+            return changed
+        changed = changed or value != self.value or step_count != self.step_count or (closed and not self.closed)
         if self.points.get(step_count) != value:
             self.points[step_count] = value
             changed = True
