@@ -50,6 +50,8 @@ _OPTIONS = [
 _WORKER_OPTIONS = [("grpc.so_reuseport", 1), *_OPTIONS[1:]]
 
 _WORKERS_KEPT_FREE = 4
+#: Seconds a stopping aio server gives the tasks of cancelled calls to end.
+_TASKS_WAIT = 2.0
 
 
 class AddServices(Protocol):
@@ -245,11 +247,21 @@ class RunningServer:
         if self.core == "sync":
             self._server.stop(rest).wait()
         else:
-            asyncio.run_coroutine_threadsafe(self._aio_server.stop(rest), self._loop).result()
+            asyncio.run_coroutine_threadsafe(self._stop_aio(rest), self._loop).result()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
         self._stopped.set()
+
+    async def _stop_aio(self, grace: float) -> None:
+        await self._aio_server.stop(grace)
+        # Calls gRPC cancelled may leave their tasks a step from done: end them here, or closing the
+        # loop would destroy them pending (and asyncio log it).
+        left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=_TASKS_WAIT)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server is stopped; False if timeout passed first."""
