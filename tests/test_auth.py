@@ -398,6 +398,32 @@ def test_serve_with_a_token_file_requires_its_tokens(tmp_path: Path) -> None:
         served.kill()
 
 
+def test_a_token_file_is_read_when_the_server_starts_and_not_again(tmp_path: Path) -> None:
+    path = _token_file(tmp_path, f"alice:{ALICE}\n")
+    with start_server(port=0, clock=FakeClock(), auth_tokens=path) as served:
+        path.write_text(f"bob:{BOB}\n")
+        with remotecalc.connect(served, auth_token=ALICE) as alice:
+            assert alice.create(1).add(1) == 2
+        with remotecalc.connect(served, auth_token=BOB) as bob, pytest.raises(CredentialsUnknown):
+            bob.create(1)
+
+
+def test_under_mutual_tls_health_needs_a_client_certificate_too(pki: dict[str, Path]) -> None:
+    tls = TLS(cert=pki["cert"], key=pki["key"], client_ca=pki["ca"])
+    request = health_pb2.HealthCheckRequest()
+    with start_server(port=0, clock=FakeClock(), tls=tls, auth_tokens=TOKENS) as served:
+        roots = pki["ca"].read_bytes()
+        with grpc.secure_channel(served.address, grpc.ssl_channel_credentials(roots)) as channel:
+            code, _message, _metadata = outcome(
+                lambda: health_pb2_grpc.HealthStub(channel).Check(request, timeout=TIMEOUT)
+            )
+            assert code is grpc.StatusCode.UNAVAILABLE
+        holder = grpc.ssl_channel_credentials(roots, pki["a_key"].read_bytes(), pki["a"].read_bytes())
+        with grpc.secure_channel(served.address, holder) as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(request, timeout=TIMEOUT)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
 def test_every_worker_requires_the_token_file(tmp_path: Path, redis_url: str) -> None:
     path = _token_file(tmp_path, f"alice:{ALICE}\nbob:{BOB}\n")
     served = Served("--port", "0", "--workers", "2", "--store", redis_url, "--auth-token-file", str(path))

@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 import trustme
+from cryptography.hazmat.primitives import serialization
 from processes import Served
 
 from remotecalc import TLS, RunningServer, start_server
@@ -261,3 +262,39 @@ def test_every_worker_serves_the_replaced_certificate(
         assert served.stop() == 0
     finally:
         served.kill()
+
+
+def test_a_key_with_a_passphrase_keeps_the_old_certificate_serving(
+    server: RunningServer, files: dict[str, Path], old: Issued, new: Issued, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = serialization.load_pem_private_key(new.key, password=None)
+    locked = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"a passphrase"),
+    )
+    _replace(files["key"], locked)
+    _replace(files["cert"], new.cert)
+    assert _call(server.address, old) is grpc.StatusCode.OK
+    assert _call(server.address, new) is grpc.StatusCode.UNAVAILABLE
+    assert [record.getMessage() for record in caplog.records if KEEPING in record.getMessage()] != []
+
+
+def test_a_symlink_swapped_as_kubernetes_does_serves_the_new_certificate(
+    tmp_path: Path, old: Issued, new: Issued
+) -> None:
+    # A secret volume: cert.pem -> ..data/cert.pem, and ..data -> a dated folder, swapped in one rename.
+    for name, issued in (("2026-01", old), ("2026-02", new)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cert.pem").write_bytes(issued.cert)
+        (tmp_path / name / "key.pem").write_bytes(issued.key)
+    (tmp_path / "..data").symlink_to("2026-01")
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / name).symlink_to(Path("..data") / name)
+    tls = TLS(cert=tmp_path / "cert.pem", key=tmp_path / "key.pem")
+    with start_server(port=0, tls=tls, clock=lambda: 0.5) as running:
+        assert _call(running.address, old) is grpc.StatusCode.OK
+        (tmp_path / "..data_tmp").symlink_to("2026-02")
+        os.replace(tmp_path / "..data_tmp", tmp_path / "..data")
+        assert _call(running.address, new) is grpc.StatusCode.OK
+        assert _call(running.address, old) is grpc.StatusCode.UNAVAILABLE
