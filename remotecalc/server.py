@@ -278,8 +278,15 @@ class RunningServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         engine = self.engine
-        where = f"{len(engine)} sessions" if isinstance(engine, Sized) else f"sessions in {engine!r}"
-        return f"<RunningServer {self.address} {state}, {where}>"
+        count = len(engine) if isinstance(engine, Sized) else None
+        where = f"sessions in {engine!r}" if count is None else f"{count} session{'' if count == 1 else 's'}"
+        guards = []
+        if self.tls is not None:
+            guards.append("mutual TLS" if self.tls.client_ca is not None else "TLS")
+        if self.callers is not None and self.callers.tokens is not None:
+            guards.append("bearer tokens")
+        shown = "".join(f", {guard}" for guard in guards)
+        return f"<RunningServer {self.address} {state}, {where}{shown}>"
 
 
 def start_server(

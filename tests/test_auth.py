@@ -564,3 +564,16 @@ def test_without_tokens_nothing_changes(server: RunningServer) -> None:
     assert server.callers is None
     with remotecalc.connect(server) as one, remotecalc.connect(server, auth_token=ALICE) as other:
         assert other.session(one.create(1).token).add(1) == 2
+
+
+def test_a_server_says_what_guards_it(pki: dict[str, Path], server: RunningServer) -> None:
+    tls = TLS(cert=pki["cert"], key=pki["key"])
+    mutual = TLS(cert=pki["cert"], key=pki["key"], client_ca=pki["ca"])
+    assert repr(server) == f"<RunningServer {server.address} running, 0 sessions>"
+    with start_server(port=0, clock=FakeClock(), tls=tls, auth_tokens=TOKENS) as guarded_by_both:
+        assert (
+            repr(guarded_by_both)
+            == f"<RunningServer {guarded_by_both.address} running, 0 sessions, TLS, bearer tokens>"
+        )
+    with start_server(port=0, clock=FakeClock(), tls=mutual) as by_certificates:
+        assert repr(by_certificates) == f"<RunningServer {by_certificates.address} running, 0 sessions, mutual TLS>"
