@@ -30,6 +30,7 @@ __all__ = [
     "bearer",
     "certificate_subject",
     "new_token",
+    "token_problem",
 ]
 
 #: The metadata key a bearer token travels in: ``authorization: Bearer <token>``.
@@ -122,10 +123,20 @@ class AuthTokens:
         return found
 
 
+def token_problem(token: str) -> str | None:
+    """Why token cannot travel as a bearer token (gRPC metadata is visible ASCII), None when it can."""
+    if not token or not all("!" <= character <= "~" for character in token):
+        return "a bearer token is visible ASCII characters (no spaces), as remotecalc new-token makes"
+    return None
+
+
 def _check(name: str, token: str, where: str) -> None:
     at = f"{where}: " if where else ""
     if not name:
         raise TokenFileError(f"{at}the caller name is empty (expected NAME:TOKEN)")
+    problem = token_problem(token)
+    if problem is not None:
+        raise TokenFileError(f"{at}the token of {name!r} cannot be sent: {problem}")
     if len(token) < MIN_TOKEN_LENGTH:
         raise TokenFileError(
             f"{at}the token of {name!r} is shorter than {MIN_TOKEN_LENGTH} characters"

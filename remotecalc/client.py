@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import grpc
 
-from .auth import AUTHORIZATION_KEY, TOKEN_VARIABLE
+from .auth import AUTHORIZATION_KEY, TOKEN_VARIABLE, token_problem
 from .errors import (
     INDEX_KEY,
     REASON_KEY,
@@ -110,6 +110,9 @@ class Client:
         self.target = _joined(target)
         if auth_token is None:
             auth_token = os.environ.get(TOKEN_VARIABLE) or None
+        problem = None if auth_token is None else token_problem(auth_token)
+        if problem is not None:
+            raise ValueError(f"auth_token cannot be sent: {problem}")
         if auth_token is not None and not self.secure and not _loopback_only(self.target):
             raise ValueError(
                 f"refusing to send a bearer token in plaintext to {self.target}: connect with tls=True or "

@@ -315,8 +315,10 @@ def _token_file(folder: Path, text: str, mode: int = 0o600) -> Path:
         (":" + "x" * 20, "line 3: the caller name is empty"),
         ("carol:short-token", "line 3: the token of 'carol' is shorter than 16 characters"),
         ("carol:" + ALICE, "line 3: this token is already on line 2"),
+        ("dave:" + "é" * 20, "line 3: the token of 'dave' cannot be sent: a bearer token is visible ASCII"),
+        ("dave:two halves " + "x" * 20, "line 3: the token of 'dave' cannot be sent: a bearer token is visible ASCII"),
     ],
-    ids=["no colon", "empty name", "short token", "token used twice"],
+    ids=["no colon", "empty name", "short token", "token used twice", "not ASCII", "a space"],
 )
 def test_a_bad_token_file_line_is_refused_naming_file_and_line_never_the_token(
     tmp_path: Path, line: str, says: str
@@ -577,3 +579,9 @@ def test_a_server_says_what_guards_it(pki: dict[str, Path], server: RunningServe
         )
     with start_server(port=0, clock=FakeClock(), tls=mutual) as by_certificates:
         assert repr(by_certificates) == f"<RunningServer {by_certificates.address} running, 0 sessions, mutual TLS>"
+
+
+@pytest.mark.parametrize("token", ["a-token-with-a-newline\n", "héllo-héllo-héllo-héllo", "two halves-of-a-token"])
+def test_a_token_that_cannot_travel_in_metadata_is_refused_by_the_client(token: str, server: RunningServer) -> None:
+    with pytest.raises(ValueError, match="auth_token cannot be sent: a bearer token is visible ASCII"):
+        remotecalc.connect(server, auth_token=token)
