@@ -12,7 +12,7 @@ import remotecalc
 from remotecalc.v1 import calculator_pb2 as pb
 from remotecalc.v1 import calculator_pb2_grpc as pb_grpc
 
-from .measure import batch_request, channel, percentile
+from .measure import batch_request, channel, percentile, rates
 
 __all__ = ["measure_embedded", "measure_session_bytes", "measure_watch", "measure_watch_latency"]
 
@@ -90,13 +90,7 @@ def measure_embedded(core: str, seconds: float) -> dict[str, float]:
             latencies.extend(((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000))
             latencies.extend(((t4 - t3) * 1000, (t5 - t4) * 1000, (t6 - t5) * 1000))
         elapsed = clock() - started
-    return {
-        "calls": len(latencies),
-        "seconds": elapsed,
-        "calls_per_s": len(latencies) / elapsed,
-        "p50_ms": percentile(latencies, 0.5),
-        "p99_ms": percentile(latencies, 0.99),
-    }
+    return rates(latencies, elapsed)
 
 
 def measure_watch_latency(address: str, seconds: float, watchers: int = 8, rate: float = 500.0) -> dict[str, float]:

@@ -138,7 +138,7 @@ def measure_apply_rate(address: str, seconds: float) -> dict[str, float]:
             break
     elapsed = time.perf_counter() - started
     stub.CloseSession(pb.CloseSessionRequest(token=token), timeout=10)
-    return _rates(len(latencies), elapsed, latencies)
+    return rates(latencies, elapsed)
 
 
 def measure_apply_latency(address: str, seconds: float) -> dict[str, float]:
@@ -158,7 +158,7 @@ def measure_apply_latency(address: str, seconds: float) -> dict[str, float]:
             break
     elapsed = clock() - started
     stub.CloseSession(pb.CloseSessionRequest(token=token), timeout=10)
-    return {**_rates(len(latencies), elapsed, latencies), "max_ms": max(latencies)}
+    return rates(latencies, elapsed)
 
 
 def measure_sequence(address: str, threads: int, seconds: float) -> dict[str, float]:
@@ -184,7 +184,7 @@ def measure_sequence(address: str, threads: int, seconds: float) -> dict[str, fl
         worker.join()
     elapsed = time.perf_counter() - started
     latencies = [latency for per_thread in results for latency in per_thread]
-    return _rates(len(latencies), elapsed, latencies)
+    return rates(latencies, elapsed)
 
 
 def _sequence(stub: Any, latencies: list[float], clock: Any) -> None:
@@ -205,11 +205,13 @@ def _sequence(stub: Any, latencies: list[float], clock: Any) -> None:
     latencies.extend(((t4 - t3) * 1000, (t5 - t4) * 1000, (t6 - t5) * 1000))
 
 
-def _rates(calls: int, seconds: float, latencies: Sequence[float]) -> dict[str, float]:
+def rates(latencies: Sequence[float], seconds: float) -> dict[str, float]:
+    """Calls, calls per second and latency tails (ms) of one call per latency over seconds."""
     return {
-        "calls": calls,
+        "calls": len(latencies),
         "seconds": seconds,
-        "calls_per_s": calls / seconds,
+        "calls_per_s": len(latencies) / seconds,
         "p50_ms": percentile(latencies, 0.5),
         "p99_ms": percentile(latencies, 0.99),
+        "max_ms": max(latencies, default=0.0),
     }

@@ -17,7 +17,7 @@ from remotecalc.certificates import CertificateFiles
 from remotecalc.v1 import calculator_pb2 as pb
 from remotecalc.v1 import calculator_pb2_grpc as pb_grpc
 
-from .measure import percentile
+from .measure import rates
 
 __all__ = ["measure_reload_check", "measure_tls_apply", "measure_tls_connect"]
 
@@ -45,17 +45,6 @@ def _channel(address: str, credentials: grpc.ChannelCredentials | None) -> grpc.
     if credentials is None:
         return grpc.insecure_channel(address, options=_OWN_CONNECTION)
     return grpc.secure_channel(address, credentials, options=_OWN_CONNECTION)
-
-
-def _summary(latencies: list[float], seconds: float) -> dict[str, float]:
-    return {
-        "calls": len(latencies),
-        "seconds": seconds,
-        "calls_per_s": len(latencies) / seconds,
-        "p50_ms": percentile(latencies, 0.5),
-        "p99_ms": percentile(latencies, 0.99),
-        "max_ms": max(latencies, default=0.0),
-    }
 
 
 def measure_tls_apply(address: str, callers: int, seconds: float, pem: dict[str, str] | None) -> dict[str, float]:
@@ -92,7 +81,7 @@ def measure_tls_apply(address: str, callers: int, seconds: float, pem: dict[str,
     finally:
         for channel in channels:
             channel.close()
-    return {"callers": callers, **_summary([x for per in results for x in per], elapsed)}
+    return {"callers": callers, **rates([x for per in results for x in per], elapsed)}
 
 
 def measure_tls_connect(address: str, connections: int, pem: dict[str, str] | None) -> dict[str, float]:
@@ -112,7 +101,7 @@ def measure_tls_connect(address: str, connections: int, pem: dict[str, str] | No
                 latencies.append((clock() - began) * 1000)
         elapsed = clock() - started
         pb_grpc.CalculatorStub(setup).CloseSession(pb.CloseSessionRequest(token=token), timeout=10, metadata=metadata)
-    return {"connections": connections, **_summary(latencies, elapsed)}
+    return {"connections": connections, **rates(latencies, elapsed)}
 
 
 def measure_reload_check(cert: str, key: str, client_ca: str, checks: int = 2_000) -> dict[str, float]:
