@@ -27,6 +27,7 @@ PARTS = (
     "9. Concurrent callers",
     "10. TLS",
     "new connection: time to the first reply",
+    "11. The floors",
     "Goals",
 )
 
@@ -240,3 +241,21 @@ print(json.dumps({"rows": rows, "latencies": latencies}))
     assert [row["batch_size"] for row in measured["rows"]] == [1, 10]
     assert all(row["ops_per_s"] > 0 and row["calls"] >= 3 for row in measured["rows"])
     assert len(measured["latencies"]) == 5 and all(latency > 0 for latency in measured["latencies"])
+
+
+def test_remotecalc_is_measured_beside_both_empty_handler_floors_at_1_4_and_64_callers(
+    quick_run: tuple[str, dict[str, Any], str],
+) -> None:
+    _, results, progress = quick_run
+    servers = ("floor sync", "floor aio", "remotecalc sync", "remotecalc aio")
+    assert [(row["server"], row["callers"]) for row in results["floors"]] == [
+        (server, count) for count in (1, 4, 64) for server in servers
+    ]
+    for row in results["floors"]:
+        assert row["calls_per_s"] > 0 and row["vs_floor"] > 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+    for count in (1, 4, 64):
+        floors = [row for row in results["floors"] if row["callers"] == count and row["server"].startswith("floor")]
+        # The fastest floor of each round is the reference: with one round, one floor is exactly 1.0.
+        assert max(row["vs_floor"] for row in floors) == 1.0
+    assert "part 11, the floors: round 1 of 1" in progress
