@@ -11,28 +11,37 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 
+import psutil
 import pytest
+from conftest import FakeClock
 from load import Writer, read_steps
 from processes import WAIT, Served, run_python
 
 import remotecalc
+from remotecalc.workers import RESTART_LIMIT, RESTART_WINDOW, RestartBudget
 
 # In-memory workers (the CLI refuses that pairing) are enough to see processes start, share a
 # port, die and stop; what they share through Redis is tested in test_scaling.py.
 _SUPERVISE = (
     "import sys; from remotecalc.workers import supervise; "
-    "sys.exit(supervise('127.0.0.1', {port}, {count}, [], grace=1.0))"
+    "sys.exit(supervise('127.0.0.1', {port}, {count}, {args!r}, grace=1.0{clock}))"
 )
-_LISTENING = re.compile(r"listening on (\S+) with (\d+) workers, pids ([\d ]+) \(")
+# A clock that never moves: every restart falls in one window, however slowly the workers start.
+_FROZEN = ", clock=lambda: 0.0"
+_LISTENING = re.compile(r"listening on (\S+) with .*?(\d+) worker processes \(pids ([\d ]+)\) \(")
 _REPLACED = re.compile(r"worker (\d+) was killed by SIGKILL; started worker (\d+) in its place")
 
 
 class Supervisor:
     """A supervise() parent process and the lines it prints (stdout and stderr)."""
 
-    def __init__(self, port: int = 0, count: int = 2) -> None:
-        code = _SUPERVISE.format(port=port, count=count)
+    def __init__(
+        self, port: int = 0, count: int = 2, args: tuple[str, ...] = (), *, frozen_clock: bool = False
+    ) -> None:
+        code = _SUPERVISE.format(port=port, count=count, args=list(args), clock=_FROZEN if frozen_clock else "")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
@@ -51,6 +60,10 @@ class Supervisor:
         line = self.lines.get(timeout=WAIT)
         assert line is not None, "the supervisor ended"
         return line
+
+    def rest(self) -> list[str]:
+        """Every line still to come, once it has ended."""
+        return list(iter(lambda: self.lines.get(timeout=WAIT), None))
 
     def kill(self) -> None:
         """End it for sure (cleanup); its workers follow it."""
@@ -179,3 +192,114 @@ def test_a_killed_worker_under_load_loses_and_doubles_nothing_and_a_watch_resume
         served.kill()
     # The supervisor replaced both workers (stderr, once it has ended).
     assert served.stderr_text().count("was killed by SIGKILL; started worker") == 2
+
+
+def _replaced(supervisor: Supervisor, pid: int) -> int:
+    """The pid of the worker started in place of pid, from the supervisor's next line."""
+    found = _REPLACED.search(supervisor.next_line())
+    assert found and int(found.group(1)) == pid, found
+    return int(found.group(2))
+
+
+def test_a_worker_killed_while_starting_is_started_again_and_the_port_still_serves() -> None:
+    supervisor = Supervisor(count=2)
+    try:
+        found = _LISTENING.search(supervisor.next_line())
+        assert found, "no listening line"
+        address, pids = found.group(1), [int(p) for p in found.group(3).split()]
+        os.kill(pids[0], signal.SIGKILL)
+        starting = _replaced(supervisor, pids[0])
+        # At once, as an OOM kill would: the new worker is still importing, far from listening.
+        os.kill(starting, signal.SIGKILL)
+        again = _replaced(supervisor, starting)
+        assert supervisor.process.poll() is None
+        assert not _ends_within(again, 0)
+        assert _served(address, 6) == [float(n) for n in range(6)]
+        supervisor.process.send_signal(signal.SIGTERM)
+        assert supervisor.process.wait(timeout=WAIT) == 0
+        assert all(_ends_within(pid) for pid in (pids[1], again))
+    finally:
+        supervisor.kill()
+
+
+def test_workers_that_cannot_start_end_the_parent_at_once_with_their_own_error(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    args = ("--tls-cert", str(missing), "--tls-key", str(missing))
+    supervisor = Supervisor(count=2, args=args, frozen_clock=True)
+    began = time.monotonic()
+    try:
+        code = supervisor.process.wait(timeout=WAIT)
+    finally:
+        supervisor.kill()
+    took = time.monotonic() - began
+    print(f"the parent gave up after {took:.2f} s")
+    lines = supervisor.rest()
+    error = f"cannot read the TLS certificate {missing}: No such file or directory"
+    assert code == 1
+    # Each worker's own line passes through; the parent's last line quotes it.
+    assert lines.count(f"remotecalc: {error}\n") >= RESTART_LIMIT + 1, lines
+    assert len([line for line in lines if "started worker" in line]) == RESTART_LIMIT, lines
+    assert re.fullmatch(
+        rf"remotecalc: workers ended {RESTART_LIMIT + 1} times within {RESTART_WINDOW:g} s, giving up; "
+        rf"the last, worker \d+, exited with code 2: {re.escape(error)}\n",
+        lines[-1],
+    ), lines[-1]
+    assert not any("listening" in line or "Traceback" in line for line in lines), lines
+    assert took < 20, "the parent waited on workers that had ended"
+
+
+def test_ctrl_c_while_workers_start_stops_them_all_within_a_second(tmp_path: Path) -> None:
+    # A key that is a named pipe nobody writes to: each worker waits to read it, never listening.
+    key = tmp_path / "key.pem"
+    os.mkfifo(key)
+    cert = tmp_path / "cert.pem"
+    cert.write_text("")
+    supervisor = Supervisor(count=2, args=("--tls-cert", str(cert), "--tls-key", str(key)))
+    try:
+        parent = psutil.Process(supervisor.process.pid)
+        deadline = time.monotonic() + WAIT
+        while len(workers := parent.children()) < 2:
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.05)
+        supervisor.process.send_signal(signal.SIGINT)
+        began = time.monotonic()
+        code = supervisor.process.wait(timeout=WAIT)
+        took = time.monotonic() - began
+        print(f"stopped {took:.2f} s after Ctrl-C")
+        assert code == 0
+        assert all(_ends_within(worker.pid) for worker in workers)
+        assert took < 5, "Ctrl-C waited for the workers to listen"
+        assert supervisor.rest()[-2:] == ["remotecalc stopping\n", "remotecalc stopped\n"]
+    finally:
+        supervisor.kill()
+
+
+def test_the_restart_budget_allows_five_in_any_ten_seconds() -> None:
+    clock = FakeClock()
+    budget = RestartBudget(clock=clock)
+    assert (budget.limit, budget.window) == (5, 10.0)
+    for _ in range(5):
+        assert budget.spend()
+        clock.advance(1)
+    assert not budget.spend()  # a sixth within 10 s of the first
+    clock.advance(5.5)  # the first is now 10.5 s old
+    assert budget.spend()
+    assert not budget.spend()
+    clock.advance(100)
+    assert all(budget.spend() for _ in range(5))
+    assert not budget.spend()
+
+
+def test_a_bad_file_with_workers_is_one_line_and_exit_2_before_any_worker_starts(
+    redis_url: str, tmp_path: Path
+) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    missing = tmp_path / "missing.pem"
+    ran = run_python(
+        "-m", "remotecalc", "serve", "--port", "0", "--workers", "2", "--store", redis_url,
+        "--tls-cert", str(cert), "--tls-key", str(missing),
+    )  # fmt: skip
+    assert ran.returncode == 2
+    assert ran.stderr == f"remotecalc: cannot read the TLS key {missing}: No such file or directory\n"
+    assert ran.stdout == ""
