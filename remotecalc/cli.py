@@ -90,7 +90,9 @@ def without_password(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     netloc = f"{parts.username}@{host}" if parts.username else host
-    return parts._replace(netloc=netloc, query=urlencode(kept)).geturl()
+    query_text = f"?{urlencode(kept)}" if kept else ""
+    # Built by hand: geturl() drops the "//" of an empty host (unix:///run/redis.sock).
+    return f"{parts.scheme}://{netloc}{parts.path}{query_text}"
 
 
 def describe(*, core: str, store: str, tls: TLS | None, auth_tokens: AuthTokens | None) -> str:
