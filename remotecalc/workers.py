@@ -90,6 +90,7 @@ class _Worker:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            errors="replace",
             env=env,
             start_new_session=True,
         )
@@ -110,18 +111,20 @@ class _Worker:
 
     def _read_stderr(self) -> None:
         assert self.process.stderr is not None
-        for line in self.process.stderr:
-            if line.strip():
-                self.last_lines.append(line.strip())
-            try:
-                self._err.write(line)
-                self._err.flush()
-            except (OSError, ValueError):  # the parent's stderr is gone: keep reading for the last lines
-                pass
-        # Ended only once its stderr is read to the end, so that its last line is known.
-        self.process.wait()
-        self.ended.set()
-        self._changed.set()
+        try:
+            for line in self.process.stderr:
+                if line.strip():
+                    self.last_lines.append(line.strip())
+                try:
+                    self._err.write(line)
+                    self._err.flush()
+                except (OSError, ValueError):  # the parent's stderr is gone: keep reading for the last lines
+                    pass
+        finally:
+            # Ended only once its stderr is read to the end, so that its last line is known.
+            self.process.wait()
+            self.ended.set()
+            self._changed.set()
 
     @property
     def pid(self) -> int:

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+import trustme
 from conftest import FakeClock
 from load import Writer, read_steps
-from processes import WAIT, Served, run_python
+from processes import REMOTECALC, WAIT, Served, run_python
 
 import remotecalc
+from remotecalc.auth import new_token
 from remotecalc.workers import RESTART_LIMIT, RESTART_WINDOW, RestartBudget
 
 # In-memory workers (the CLI refuses that pairing) are enough to see processes start, share a
@@ -31,6 +33,8 @@ _SUPERVISE = (
 )
 # A clock that never moves: every restart falls in one window, however slowly the workers start.
 _FROZEN = ", clock=lambda: 0.0"
+# A clock 100 times as fast as time: a worker's 30 s to listen pass in 0.3 s.
+_FAST = ", clock=lambda: __import__('time').monotonic() * 100"
 _LISTENING = re.compile(r"listening on (\S+) with .*?(\d+) worker processes \(pids ([\d ]+)\) \(")
 _REPLACED = re.compile(r"worker (\d+) was killed by SIGKILL; started worker (\d+) in its place")
 
@@ -38,10 +42,8 @@ _REPLACED = re.compile(r"worker (\d+) was killed by SIGKILL; started worker (\d+
 class Supervisor:
     """A supervise() parent process and the lines it prints (stdout and stderr)."""
 
-    def __init__(
-        self, port: int = 0, count: int = 2, args: tuple[str, ...] = (), *, frozen_clock: bool = False
-    ) -> None:
-        code = _SUPERVISE.format(port=port, count=count, args=list(args), clock=_FROZEN if frozen_clock else "")
+    def __init__(self, port: int = 0, count: int = 2, args: tuple[str, ...] = (), *, clock: str = "") -> None:
+        code = _SUPERVISE.format(port=port, count=count, args=list(args), clock=clock)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
@@ -225,7 +227,7 @@ def test_a_worker_killed_while_starting_is_started_again_and_the_port_still_serv
 def test_workers_that_cannot_start_end_the_parent_at_once_with_their_own_error(tmp_path: Path) -> None:
     missing = tmp_path / "missing.pem"
     args = ("--tls-cert", str(missing), "--tls-key", str(missing))
-    supervisor = Supervisor(count=2, args=args, frozen_clock=True)
+    supervisor = Supervisor(count=2, args=args, clock=_FROZEN)
     began = time.monotonic()
     try:
         code = supervisor.process.wait(timeout=WAIT)
@@ -274,6 +276,25 @@ def test_ctrl_c_while_workers_start_stops_them_all_within_a_second(tmp_path: Pat
         supervisor.kill()
 
 
+def test_a_worker_that_does_not_listen_in_30_s_is_killed_and_started_again(tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    os.mkfifo(key)
+    (tmp_path / "cert.pem").write_text("")
+    args = ("--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(key))
+    supervisor = Supervisor(count=1, args=args, clock=_FAST)
+    try:
+        line = supervisor.next_line()
+        killing = re.fullmatch(r"remotecalc: worker (\d+) did not listen within 30 s: killing it\n", line)
+        assert killing, line
+        stuck = int(killing.group(1))
+        assert _ends_within(stuck)
+        _replaced(supervisor, stuck)
+        supervisor.process.send_signal(signal.SIGTERM)
+        assert supervisor.process.wait(timeout=WAIT) == 0
+    finally:
+        supervisor.kill()
+
+
 def test_the_restart_budget_allows_five_in_any_ten_seconds() -> None:
     clock = FakeClock()
     budget = RestartBudget(clock=clock)
@@ -303,3 +324,52 @@ def test_a_bad_file_with_workers_is_one_line_and_exit_2_before_any_worker_starts
     assert ran.returncode == 2
     assert ran.stderr == f"remotecalc: cannot read the TLS key {missing}: No such file or directory\n"
     assert ran.stdout == ""
+
+
+def _readme_unit() -> dict[str, str]:
+    """The settings of the systemd unit the README shows for `--workers` (its ```ini block)."""
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("Under systemd", 1)[1].split("```ini\n", 1)[1].split("```", 1)[0]
+    settings = {}
+    for line in block.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings[key] = value
+    return settings
+
+
+def test_the_readmes_systemd_unit_serves_and_stops_as_systemd_would_run_it(redis_url: str, tmp_path: Path) -> None:
+    unit = _readme_unit()
+    assert unit["KillMode"] == "mixed"  # SIGTERM to the parent alone, as below
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
+    leaf.private_key_pem.write_to_path(str(tmp_path / "server-key.pem"))
+    token = new_token()
+    (tmp_path / "tokens").write_text(f"alice:{token}\n")
+    (tmp_path / "tokens").chmod(0o600)
+    # As written, but for loopback, a free port, the test's Redis and two workers on two cores.
+    command = unit["ExecStart"].replace("/etc/remotecalc/", f"{tmp_path}/").replace("0.0.0.0", "127.0.0.1")
+    command = command.replace("--port 3000", "--port 0").replace("redis://127.0.0.1:6379/0", redis_url)
+    command = command.replace("--workers 4", "--workers 2")
+    program, serve, *args = command.split()
+    assert (Path(program).name, serve) == ("remotecalc", "serve")
+    served = Served(*args)
+    try:
+        found = _LISTENING.search(served.next_line())
+        assert found, served.output
+        pids = [int(p) for p in found.group(3).split()]
+        roots = ca.cert_pem.bytes()
+        with remotecalc.connect(found.group(1), root_certificates=roots, auth_token=token, timeout=5) as client:
+            assert client.create(2).add(3) == 5
+        began = time.monotonic()
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=float(unit["TimeoutStopSec"])) == 0
+        print(f"stopped in {time.monotonic() - began:.2f} s")
+        assert all(_ends_within(pid, 0) for pid in pids)
+    finally:
+        served.kill()
+    # A file that cannot serve will not mend by itself: its exit code is the one systemd does not restart.
+    (tmp_path / "server-key.pem").unlink()
+    ran = subprocess.run([REMOTECALC, serve, *args], capture_output=True, text=True, timeout=WAIT)
+    assert str(ran.returncode) == unit["RestartPreventExitStatus"], ran.stderr
