@@ -310,7 +310,8 @@ def _warn_of_dates(cert: Path) -> None:
     try:
         problem = dates_problem(read_pem(cert, "certificate"), cert, datetime.now(timezone.utc))
     except (OSError, ValueError) as error:
-        problem = f"cannot read the dates of the TLS certificate {cert}: {error}"
+        print(f"remotecalc: warning: cannot read the dates of the TLS certificate {cert}: {error}", file=sys.stderr)
+        return
     if problem is not None:
         # A warning, not a refusal: the server reads a renewed certificate as soon as it is renamed in.
         print(
