@@ -327,8 +327,8 @@ def test_a_bad_file_with_workers_is_one_line_and_exit_2_before_any_worker_starts
 
 
 def _readme_unit() -> dict[str, str]:
-    """The settings of the systemd unit the README shows for `--workers` (its ```ini block)."""
-    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    """The settings of the systemd unit docs/operations.md shows for `--workers` (its ```ini block)."""
+    text = (Path(__file__).parents[1] / "docs" / "operations.md").read_text(encoding="utf-8")
     block = text.split("Under systemd", 1)[1].split("```ini\n", 1)[1].split("```", 1)[0]
     settings = {}
     for line in block.splitlines():
