@@ -16,6 +16,7 @@ from .article import calc_pb2, calc_pb2_grpc
 from .auth import AuthTokens, TokenFileError, new_token
 from .client import connect
 from .server import DEFAULT_HOST, DEFAULT_PORT, is_loopback, plaintext_refusal, start_server
+from .stores import is_shared
 from .tls import TLS
 from .workers import follow_parent, quiet_after_listening, supervise
 
@@ -162,8 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--store",
         default="memory",
         metavar="URL",
-        help="where sessions live: memory, or redis://HOST:PORT/DB or rediss://… shared by replicas"
-        " (a password in the URL or in REMOTECALC_REDIS_PASSWORD) (%(default)s)",
+        help="where sessions live: memory, or Redis shared by replicas: redis://HOST:PORT/DB, rediss://…,"
+        " or a Cluster redis+cluster://HOST:PORT (a password in the URL or in REMOTECALC_REDIS_PASSWORD)"
+        " (%(default)s)",
     )
     serve_parser.add_argument("--core", choices=("sync", "aio"), default="sync", help="gRPC server core (%(default)s)")
     serve_parser.add_argument(
@@ -254,9 +256,9 @@ def _tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TLS | Non
 def _serve_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """`serve --workers N`: refuse sessions split between processes, else run the workers."""
     store: str = args.store
-    if not store.startswith(("redis://", "rediss://")):
+    if not is_shared(store):
         parser.error(
-            f"--workers {args.workers} needs a shared store (--store redis://HOST:PORT/DB): "
+            f"--workers {args.workers} needs a shared store (--store redis://HOST:PORT/DB or redis+cluster://…): "
             "with sessions in memory, each worker would hold its own"
         )
     worker_args = ["--max-sessions", str(args.max_sessions), "--idle-timeout", repr(args.idle_timeout)]
