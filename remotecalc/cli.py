@@ -258,7 +258,7 @@ def _serve_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     store: str = args.store
     if not is_shared(store):
         parser.error(
-            f"--workers {args.workers} needs a shared store (--store redis://HOST:PORT/DB or redis+cluster://…): "
+            f"--workers {args.workers} needs a shared store (--store redis://HOST:PORT/DB): "
             "with sessions in memory, each worker would hold its own"
         )
     worker_args = ["--max-sessions", str(args.max_sessions), "--idle-timeout", repr(args.idle_timeout)]

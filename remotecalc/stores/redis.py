@@ -13,6 +13,7 @@ key's TTL. A lost race re-reads and recomputes. All keys of a session share the 
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import os
 import secrets
@@ -170,6 +171,25 @@ def _requires_redis() -> None:
         )
 
 
+class _Script:
+    """A Lua script run by its SHA1, sent whole to a Redis that has not cached it (new, or restarted).
+
+    Not redis-py's Script: on a Cluster it loads a script on every master at once, so with one master
+    down no script new to the others could run on them. NoScriptError means the script did not run.
+    """
+
+    def __init__(self, client: Any, source: str) -> None:
+        self._client = client
+        self._source = source
+        self._sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __call__(self, *, keys: Sequence[str], args: Sequence[str]) -> Any:
+        try:
+            return self._client.evalsha(self._sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return self._client.eval(self._source, len(keys), *keys, *args)
+
+
 class _Change:
     """What one change commits: new state, its packed steps, the reply a retry gets, and the result."""
 
@@ -216,9 +236,9 @@ class RedisStore:
         self._reply_ttl_ms = str(math.ceil((request_window + request_skew) * 1000))
         # A closed session's stream stays only for its watchers to read the end, not a whole idle timeout.
         self._closed_ttl_ms = str(min(int(self._ttl_ms), int(self._reply_ttl_ms)))
-        self._commit = client.register_script(_COMMIT)
-        self._create = client.register_script(_CREATE)
-        self._read_script = client.register_script(_READ)
+        self._commit = _Script(client, _COMMIT)
+        self._create = _Script(client, _CREATE)
+        self._read_script = _Script(client, _READ)
         # The last state this replica saw of each session: (step count, value). A stale one costs a retry.
         self._cache: dict[str, tuple[int, float, str]] = {}
         self._cache_size = cache_size
