@@ -16,7 +16,7 @@ from .article import calc_pb2, calc_pb2_grpc
 from .auth import AuthTokens, TokenFileError, new_token
 from .client import connect
 from .server import DEFAULT_HOST, DEFAULT_PORT, is_loopback, plaintext_refusal, start_server
-from .stores import is_shared
+from .stores import is_shared, open_store
 from .tls import TLS
 from .workers import follow_parent, quiet_after_listening, supervise
 
@@ -261,6 +261,12 @@ def _serve_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             f"--workers {args.workers} needs a shared store (--store redis://HOST:PORT/DB): "
             "with sessions in memory, each worker would hold its own"
         )
+    try:
+        # Asked once here, so that a store no worker could use is one line, not one per worker.
+        open_store(store).shutdown()
+    except (ImportError, ValueError) as error:
+        print(f"remotecalc: {error}", file=sys.stderr)
+        return 2
     worker_args = ["--max-sessions", str(args.max_sessions), "--idle-timeout", repr(args.idle_timeout)]
     worker_args += ["--grace", repr(args.grace), "--core", args.core, "--store", store]
     worker_args += ["--insecure"] if args.insecure else []

@@ -12,7 +12,10 @@ from contracts import V1Calls
 from processes import REMOTECALC, Served
 from redis_servers import RedisServer
 
+from remotecalc import start_server
+from remotecalc.errors import StoreUnavailable
 from remotecalc.stores import is_shared
+from remotecalc.stores.redis import RedisStore
 
 PASSWORD = "correct horse battery staple"
 
@@ -56,12 +59,13 @@ def test_serve_on_a_redis_with_a_password_taken_from_the_environment(
         redis_server.stop()
 
 
-def test_serve_on_a_redis_nobody_listens_on_refuses_in_one_line() -> None:
+def test_serve_on_a_redis_nobody_listens_on_refuses_in_one_line_with_or_without_workers() -> None:
     port = free_port()
     for url in (f"redis://127.0.0.1:{port}/0", f"redis+cluster://127.0.0.1:{port}"):
-        message = _refused("--store", url)
-        assert f"the session store (Redis) at {url.removesuffix('/0')}" in message
-        assert "is unreachable" in message and "Connection refused" in message
+        for workers in ("1", "2"):
+            message = _refused("--workers", workers, "--store", url)
+            assert f"the session store (Redis) at {url}" in message
+            assert "is unreachable" in message and "Connection refused" in message
 
 
 def test_serve_on_a_cluster_url_of_a_lone_redis_or_the_reverse_refuses_in_one_line(
@@ -104,3 +108,19 @@ def test_the_store_help_names_a_redis_cluster() -> None:
 )
 def test_workers_take_every_store_that_processes_share(store: str, shared: bool) -> None:
     assert is_shared(store) is shared
+
+
+def test_start_server_and_from_url_raise_the_same_line_and_check_false_skips_the_check(redis_url: str) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(ValueError, match=r"^the session store \(Redis\) at .* is unreachable"):
+        start_server(port=0, store=nowhere)
+    with pytest.raises(ValueError, match="is unreachable"):
+        RedisStore.from_url(nowhere)
+    unchecked = RedisStore.from_url(nowhere, check=False)
+    with pytest.raises(StoreUnavailable):
+        unchecked.create(1)
+    # The URL's own socket_timeout is the one a Watch's blocking read must stay under.
+    with pytest.raises(ValueError, match=r"below the socket timeout \(0.2 s\)"):
+        RedisStore.from_url(f"{redis_url}?socket_timeout=0.2", block=0.5)
+    token = RedisStore.from_url(redis_url).create(3)
+    assert RedisStore.from_url(f"{redis_url}?socket_timeout=0.2").snapshot(token).value == 3
