@@ -21,6 +21,7 @@ from .auth import AuthTokens, TokenFileError, new_token
 from .certificates import CertificateFiles, dates_problem, read_pem
 from .client import connect
 from .server import DEFAULT_HOST, DEFAULT_PORT, is_loopback, plaintext_refusal, start_server
+from .stores import is_shared, open_store
 from .tls import TLS
 from .workers import follow_parent, quiet_after_listening, supervise
 
@@ -195,8 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--store",
         default="memory",
         metavar="URL",
-        help="where sessions live: memory, or redis://HOST:PORT/DB or rediss://… shared by replicas"
-        " (a password in the URL or in REMOTECALC_REDIS_PASSWORD) (%(default)s)",
+        help="where sessions live: memory, or Redis shared by replicas: redis://HOST:PORT/DB, rediss://…,"
+        " or a Cluster redis+cluster://HOST:PORT (a password in the URL or in REMOTECALC_REDIS_PASSWORD)"
+        " (%(default)s)",
     )
     serve_parser.add_argument("--core", choices=("sync", "aio"), default="sync", help="gRPC server core (%(default)s)")
     serve_parser.add_argument(
@@ -324,11 +326,17 @@ def _warn_of_dates(cert: Path) -> None:
 def _serve_workers(parser: argparse.ArgumentParser, args: argparse.Namespace, *, summary: str) -> int:
     """`serve --workers N`: refuse sessions split between processes, else run the workers."""
     store: str = args.store
-    if not store.startswith(("redis://", "rediss://")):
+    if not is_shared(store):
         parser.error(
             f"--workers {args.workers} needs a shared store (--store redis://HOST:PORT/DB): "
             "with sessions in memory, each worker would hold its own"
         )
+    try:
+        # Asked once here, so that a store no worker could use is one line, not one per worker.
+        open_store(store).shutdown()
+    except (ImportError, ValueError) as error:
+        print(f"remotecalc: {error}", file=sys.stderr)
+        return 2
     worker_args = ["--max-sessions", str(args.max_sessions), "--idle-timeout", repr(args.idle_timeout)]
     worker_args += ["--grace", repr(args.grace), "--core", args.core, "--store", store]
     worker_args += ["--insecure"] if args.insecure else []
