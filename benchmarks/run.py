@@ -35,6 +35,7 @@ except ImportError as missing:
 from benchmarks.floors import floors
 from benchmarks.measure import BATCH_SIZES
 from benchmarks.processes import Child, start_server_process, start_worker_process
+from benchmarks.results import machine, results_page
 from benchmarks.scaling import callers, redis_store
 from benchmarks.servers import KINDS
 from benchmarks.settings import progress, settings_for
@@ -214,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="every part briefly (well under 30 s)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON to PATH")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        metavar="PATH",
+        help="write the tables as a Markdown page to PATH (docs/benchmark-results.md)",
+    )
     args = parser.parse_args(argv)
     settings = settings_for(quick=args.quick)
     started = time.perf_counter()
@@ -232,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     results["cores"] = cores(results)
     results["goals"] = goals(results)
     results["settings"]["total_seconds"] = time.perf_counter() - started
-    print(render(results))
+    results["machine"] = machine()
+    tables = render(results)
+    print(tables)
+    if args.results is not None:
+        args.results.write_text(results_page(tables, results["machine"], list(argv or sys.argv[1:])))
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
