@@ -317,7 +317,8 @@ def start_server(
     client certificates signed by that CA (mutual TLS). A host other than loopback without tls is
     refused (ValueError) unless insecure=True. auth_tokens (an AuthTokens, or the path of a token file
     of NAME:TOKEN lines) requires a bearer token on every call but health's, and each session then
-    belongs to the caller that made it; with mutual TLS and no tokens, the certificate's subject is the caller.
+    belongs to the caller that made it; with mutual TLS and no tokens, the client certificate's SPIFFE ID
+    (its spiffe:// URI SAN), else its subject, is the caller.
     """
     refusal = None if tls is not None or insecure else plaintext_refusal(host)
     if refusal is not None:
