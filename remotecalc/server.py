@@ -53,9 +53,9 @@ _WORKERS_KEPT_FREE = 4
 #: Seconds a stopping aio server gives the tasks of cancelled calls to end by themselves, then once cancelled.
 _TASKS_FINISH = 0.5
 _TASKS_WAIT = 2.0
-# Seconds the interpreter's exit gives calls in flight: the store's shutdown ends every Watch at once,
-# and a call cut short instead (grace 0) makes gRPC's aio core log on stderr as the script ends.
-_EXIT_GRACE = 0.5
+# Seconds the interpreter's exit gives calls in flight: the store's shutdown ends every Watch, in memory
+# at once, on Redis within its 0.5 s block; a call cut short instead (grace 0) makes gRPC log on stderr.
+_EXIT_GRACE = 1.0
 
 
 class AddServices(Protocol):
