@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import secrets
 import signal
 import threading
@@ -295,7 +296,9 @@ def test_two_client_certificates_are_two_callers(pki: dict[str, Path], core: str
             assert session.add(1) == 6
 
 
-def issue(pki: dict[str, Path], name: str, *, subject: str = "", uris: tuple[str, ...] = (), dns: str = "") -> Path:
+def issue(
+    pki: dict[str, Path], name: str, *, subject: str = "", uris: tuple[str, ...] = (), others: tuple[Any, ...] = ()
+) -> Path:
     """A client certificate signed by pki's CA, its key beside it (trustme makes none without subject or with URIs)."""
     ca_cert = x509.load_pem_x509_certificate(pki["ca"].read_bytes())
     ca_key: Any = serialization.load_pem_private_key((pki["ca"].parent / "ca_key.pem").read_bytes(), None)
@@ -314,7 +317,7 @@ def issue(pki: dict[str, Path], name: str, *, subject: str = "", uris: tuple[str
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
     )
     alternatives: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri) for uri in uris]
-    alternatives += [x509.DNSName(dns)] if dns else []
+    alternatives += others
     if alternatives:
         # RFC 5280: a certificate with an empty subject carries its names in a critical SAN.
         builder = builder.add_extension(x509.SubjectAlternativeName(alternatives), critical=not subject)
@@ -372,9 +375,9 @@ def test_the_spiffe_id_names_the_caller_whatever_the_subject(
 def test_without_a_spiffe_id_the_subject_names_the_caller(
     pki: dict[str, Path], mutual: Callable[[Path], remotecalc.Client]
 ) -> None:
-    erin = issue(pki, "erin", subject="erin", dns="erin.example.org")
+    erin = issue(pki, "erin", subject="erin", others=(x509.DNSName("erin.example.org"),))
     also_erin = issue(pki, "erin_again", subject="erin")
-    frank = issue(pki, "frank", subject="frank", dns="erin.example.org")
+    frank = issue(pki, "frank", subject="frank", others=(x509.DNSName("erin.example.org"),))
     with mutual(erin) as as_erin, mutual(also_erin) as again, mutual(frank) as as_frank:
         session = as_erin.create(1)
         assert again.session(session.token).add(1) == 2
@@ -386,7 +389,9 @@ def test_without_a_spiffe_id_the_subject_names_the_caller(
     ("names", "says"),
     [
         ({}, "it has neither a SPIFFE ID (a spiffe:// URI SAN) nor a subject"),
-        ({"dns": "nobody.example.org"}, "it has neither a SPIFFE ID (a spiffe:// URI SAN) nor a subject"),
+        ({"others": (x509.DNSName("nobody.example.org"),)}, "it has neither a SPIFFE ID (a spiffe:// URI SAN) nor"),
+        ({"others": (x509.RFC822Name("nobody@example.org"),)}, "it has neither a SPIFFE ID (a spiffe:// URI SAN) nor"),
+        ({"others": (x509.IPAddress(ipaddress.ip_address("127.0.0.9")),)}, "it has neither a SPIFFE ID"),
         ({"uris": ("https://example.org/nobody",)}, "it has neither a SPIFFE ID (a spiffe:// URI SAN) nor a subject"),
         ({"uris": ("spiffe://example.org/a", "spiffe://example.org/b")}, "not one valid SPIFFE ID"),
         ({"subject": "grace", "uris": ("spiffe://example.org/a", "https://a.example")}, "not one valid SPIFFE ID"),
@@ -407,7 +412,7 @@ def test_a_certificate_naming_no_one_caller_is_refused(
 
 
 def test_a_raw_client_hears_why_its_certificate_is_refused(pki: dict[str, Path], core: str) -> None:
-    nobody = issue(pki, "raw_nobody", dns="nobody.example.org")
+    nobody = issue(pki, "raw_nobody", others=(x509.DNSName("nobody.example.org"),))
     tls = TLS(cert=pki["cert"], key=pki["key"], client_ca=pki["ca"])
     holder = grpc.ssl_channel_credentials(
         pki["ca"].read_bytes(), nobody.with_name("raw_nobody_key.pem").read_bytes(), nobody.read_bytes()
