@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,40 @@ def client(server: RunningServer) -> Iterator[Client]:
     """A remotecalc client connected to the `server` fixture."""
     with remotecalc.connect(server) as connected:
         yield connected
+
+
+#: What a module's tests start beyond a server in the test's own process, as markers to select with -m.
+#: slow: processes (serve, workers, Redis, nginx, Node, a kernel, JupyterLab); chaos: it kills some of them.
+#: A module not named here runs in-process and is quick; a test that uses Redis is marked `redis` by its fixture.
+MODULE_MARKS: dict[str, tuple[str, ...]] = {
+    "test_benchmark": ("slow",),
+    "test_browser": ("slow",),
+    "test_caller_gone": ("slow",),
+    "test_certificate_dates": ("slow",),
+    "test_cli": ("slow",),
+    "test_exit": ("slow",),
+    "test_grpc_js": ("slow",),
+    "test_nginx": ("slow", "chaos"),
+    "test_notebook_execute": ("slow",),
+    "test_scaling": ("slow", "chaos"),
+    "test_store_chaos": ("slow", "chaos"),
+    "test_store_cli": ("slow",),
+    "test_store_cluster": ("slow", "chaos"),
+    "test_store_faults": ("slow", "chaos"),
+    "test_tls_reload": ("slow",),
+    "test_workers": ("slow", "chaos"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by what it starts: its module's marks, `redis` by fixture, notebooks as `notebook` and slow."""
+    for item in items:
+        path = Path(str(item.path))
+        if path.suffix == ".ipynb":
+            item.add_marker("notebook")
+            item.add_marker("slow")
+            continue
+        for mark in MODULE_MARKS.get(path.stem, ()):
+            item.add_marker(mark)
+        if "redis_url" in getattr(item, "fixturenames", ()):
+            item.add_marker("redis")
