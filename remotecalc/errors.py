@@ -24,7 +24,7 @@ REASON_KEY = "remotecalc-error-reason"
 INDEX_KEY = "remotecalc-operation-index"
 #: The ErrorInfo domain of every error remotecalc sends.
 ERROR_DOMAIN = "remotecalc.dev"
-#: The largest request a server takes (gRPC's default message limit); beyond it, BATCH_TOO_LARGE.
+#: The largest request a server takes, in bytes (gRPC's default message limit); beyond it, BATCH_TOO_LARGE.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 #: About how many operations fit one batch (13 bytes each, and the token and request id).
 MAX_BATCH_OPERATIONS = 322_000
@@ -310,12 +310,15 @@ class BatchTooLarge(ResourceExhausted):
 
     @classmethod
     def of(cls, size: int, operations: int | None = None) -> BatchTooLarge:
-        """The error for a request of size bytes, holding operations operations when known."""
-        what = "the request" if operations is None else f"this batch of {operations:,} operations"
+        """The error for a request of size bytes: short for the wire, with how to split when operations is known."""
+        limit = f"over the limit of {MAX_REQUEST_BYTES:,} bytes (about {MAX_BATCH_OPERATIONS:,} operations)"
+        if operations is None:
+            return cls(f"the request is {size:,} bytes, {limit}: split the batch")
         return cls(
-            f"{what} is {size:,} bytes, over the limit of {MAX_REQUEST_BYTES:,} bytes (4 MiB: a batch of about "
-            f"{MAX_BATCH_OPERATIONS:,} operations, 13 bytes each): split it into calls of at most "
-            f"{SPLIT_OPERATIONS:,} operations, each all or nothing on its own"
+            f"this batch of {operations:,} operations is {size:,} bytes, {limit}: split it into calls of at "
+            f"most {SPLIT_OPERATIONS:,} operations, each all or nothing on its own, e.g. "
+            f"for start in range(0, len(operations), {SPLIT_OPERATIONS}): "
+            f"session.apply_many(operations[start : start + {SPLIT_OPERATIONS}])"
         )
 
 
