@@ -25,7 +25,8 @@ _APPLY_BATCH = "/remotecalc.v1.Calculator/ApplyBatch"
 def _batch(token: str, operations: int) -> bytes:
     """An ApplyBatchRequest of operations additions of 1, serialized (13 bytes an operation)."""
     add = pb.Operation(operator=pb.OPERATOR_ADD, operand=1.0)
-    request = pb.ApplyBatchRequest(token=token, operations=[add] * operations, request_id=str(remotecalc.client.uuid7()))
+    request_id = str(remotecalc.client.uuid7())
+    request = pb.ApplyBatchRequest(token=token, operations=[add] * operations, request_id=request_id)
     return request.SerializeToString()
 
 
@@ -86,9 +87,8 @@ def test_a_server_that_takes_less_is_told_as_batch_too_large_too() -> None:
     port = proxy.add_insecure_port("127.0.0.1:0")
     proxy.start()
     try:
-        with remotecalc.connect(f"127.0.0.1:{port}") as client:
-            with pytest.raises(remotecalc.BatchTooLarge) as refused:
-                client.session("A" * 22).apply_many([("+", 1)] * 100_000)
+        with remotecalc.connect(f"127.0.0.1:{port}") as client, pytest.raises(remotecalc.BatchTooLarge) as refused:
+            client.session("A" * 22).apply_many([("+", 1)] * 100_000)
         print(refused.value)
         assert str(refused.value).startswith(
             "the request is 1,300,062 bytes, more than the server (or a proxy before it) takes: split the batch"

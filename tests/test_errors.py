@@ -13,10 +13,12 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, free_port
 from contracts import ArticleCalls, Calls, V1Calls, reason_of, rpc_error
+from processes import Served
 
-from remotecalc import RunningServer, start_server
+import remotecalc
+from remotecalc import RunningServer, errors, start_server
 from remotecalc.v1 import calculator_pb2 as pb
 from remotecalc.v1 import calculator_pb2_grpc as pb_grpc
 
@@ -318,9 +320,6 @@ def test_an_unset_or_unknown_operator_is_invalid_argument(server: RunningServer)
 
 
 def test_every_error_class_is_importable_from_remotecalc() -> None:
-    import remotecalc
-    from remotecalc import errors
-
     classes = {
         name: value
         for name, value in vars(errors).items()
@@ -333,9 +332,6 @@ def test_every_error_class_is_importable_from_remotecalc() -> None:
 
 
 def test_a_refused_connection_says_nothing_is_listening_there() -> None:
-    import remotecalc
-    from conftest import free_port
-
     port = free_port()
     with remotecalc.connect(f"127.0.0.1:{port}", timeout=2) as client, pytest.raises(remotecalc.Unavailable) as refused:
         client.create(0)
@@ -343,9 +339,6 @@ def test_a_refused_connection_says_nothing_is_listening_there() -> None:
 
 
 def test_a_plaintext_server_killed_under_a_watch_is_told_as_a_lost_connection_not_tls() -> None:
-    import remotecalc
-    from processes import Served
-
     served = Served("--port", "0")
     heard: list[remotecalc.RemoteCalcError | None] = []
     try:

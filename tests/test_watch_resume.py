@@ -108,14 +108,17 @@ def test_a_watch_broken_by_a_proxy_resumes_with_no_step_missing_or_repeated(
 ) -> None:
     proxy = proxied(how, 5)  # the state, then steps 1 to 4; step 5 on is dropped with the stream
     heard: list[remotecalc.RemoteCalcError | None] = []
-    with remotecalc.connect(proxy.address, timeout=10) as client, client.create(0) as session:
-        with session.watch(on_resume=heard.append) as watch:
-            updates = iter(watch)
-            assert next(updates).step_count == 0  # watching from step 0 on
-            for _ in range(20):
-                session.add(1)
-            assert _steps_read(updates, 20) == list(range(1, 21))
-            assert watch.resumes == 1 and proxy.watches == 2
+    with (
+        remotecalc.connect(proxy.address, timeout=10) as client,
+        client.create(0) as session,
+        session.watch(on_resume=heard.append) as watch,
+    ):
+        updates = iter(watch)
+        assert next(updates).step_count == 0  # watching from step 0 on
+        for _ in range(20):
+            session.add(1)
+        assert _steps_read(updates, 20) == list(range(1, 21))
+        assert watch.resumes == 1 and proxy.watches == 2
     assert len(heard) == 2 and heard[1] is None, heard
     told = str(heard[0])
     print(f"{how}: on_resume heard {type(heard[0]).__name__}: {told}")
@@ -128,13 +131,16 @@ def test_a_watch_broken_by_a_proxy_resumes_with_no_step_missing_or_repeated(
 def test_a_watch_ended_by_a_domain_error_is_not_resumed(proxied: Callable[[str, int], BreakingProxy]) -> None:
     proxy = proxied("domain", 2)
     heard: list[remotecalc.RemoteCalcError | None] = []
-    with remotecalc.connect(proxy.address, timeout=10) as client, client.create(0) as session:
-        with session.watch(on_resume=heard.append) as watch:
-            updates = iter(watch)
-            assert next(updates).step_count == 0
-            session.add(1)
-            session.add(1)
-            with pytest.raises(remotecalc.InternalError, match="internal server error"):
-                _steps_read(updates, 2)
-            assert watch.resumes == 0 and proxy.watches == 1
+    with (
+        remotecalc.connect(proxy.address, timeout=10) as client,
+        client.create(0) as session,
+        session.watch(on_resume=heard.append) as watch,
+    ):
+        updates = iter(watch)
+        assert next(updates).step_count == 0
+        session.add(1)
+        session.add(1)
+        with pytest.raises(remotecalc.InternalError, match="internal server error"):
+            _steps_read(updates, 2)
+        assert watch.resumes == 0 and proxy.watches == 1
     assert heard == []
