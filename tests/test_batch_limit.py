@@ -23,11 +23,12 @@ _APPLY_BATCH = "/remotecalc.v1.Calculator/ApplyBatch"
 
 
 def _batch(token: str, operations: int) -> bytes:
-    """An ApplyBatchRequest of operations additions of 1, serialized (13 bytes an operation)."""
-    add = pb.Operation(operator=pb.OPERATOR_ADD, operand=1.0)
-    request_id = str(remotecalc.client.uuid7())
-    request = pb.ApplyBatchRequest(token=token, operations=[add] * operations, request_id=request_id)
-    return request.SerializeToString()
+    """An ApplyBatchRequest of operations additions of 1, serialized (13 bytes an operation), built as bytes."""
+    head = pb.ApplyBatchRequest(token=token, request_id=str(remotecalc.client.uuid7())).SerializeToString()
+    operation = pb.ApplyBatchRequest(operations=[pb.Operation(operator=pb.OPERATOR_ADD, operand=1.0)])
+    data = head + operation.SerializeToString() * operations  # a repeated field's entries may follow the rest
+    assert len(pb.ApplyBatchRequest.FromString(data).operations) == operations
+    return data
 
 
 @pytest.fixture(params=["sync", "aio"])
@@ -75,6 +76,14 @@ def test_the_server_answers_a_request_over_the_limit_with_its_own_reason(core_se
         "split the batch"
     )
     assert_short_and_clean(error.details())
+
+
+def test_a_request_beyond_what_the_server_receives_gets_grpcs_own_refusal(server: RunningServer) -> None:
+    data = _batch("A" * 22, RECEIVE_LIMIT // 13 + 1)
+    with grpc.insecure_channel(server.address) as channel:
+        error: Any = rpc_error(lambda: channel.unary_unary(_APPLY_BATCH)(data, timeout=30))
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and reason_of(error) is None
+    assert error.details() == f"SERVER: Received message larger than max ({len(data)} vs. {RECEIVE_LIMIT})"
 
 
 def test_a_server_that_takes_less_is_told_as_batch_too_large_too() -> None:
