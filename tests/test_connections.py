@@ -67,14 +67,13 @@ def test_a_client_is_back_within_about_a_second_of_its_server_listening_again() 
         client.create(0)
         server.stop(grace=0)
         down_until = time.monotonic() + 4.0
-        failures = 0
+        failures: list[str] = []
         while time.monotonic() < down_until:
             try:
                 client.create(0)
             except remotecalc.Unavailable as error:
-                failures += 1
-                assert f"nothing is listening at 127.0.0.1:{port}" in str(error)
-        assert failures, "the server was never seen down"
+                failures.append(str(error))
+        assert any(f"nothing is listening at 127.0.0.1:{port}" in failure for failure in failures), failures[:3]
         server = remotecalc.start_server(port=port, max_sessions=10)
         listening = time.monotonic()
         back = None
