@@ -153,6 +153,7 @@ class Client:
             ],
         )
         self._watch_stub = pb_grpc.CalculatorStub(self._watch_channel)
+        self._closed = False
 
     def create(self, value: float = 0.0) -> Session:
         """Open a session holding value."""
@@ -167,6 +168,7 @@ class Client:
 
     def close(self) -> None:
         """Close the connection; sessions on the server stay open."""
+        self._closed = True
         self._channel.close()
         self._watch_channel.close()
 
@@ -366,7 +368,7 @@ class Watch:
             except grpc.RpcError as error:
                 if self._stopped.is_set():
                     return
-                if not _broken_stream(error):
+                if not _broken_stream(error) or self._client._closed:
                     raise _translate(error, self._client) from error
                 broken, cause = _translate(error, self._client), error
                 if broken.code_name != "UNAVAILABLE":

@@ -144,3 +144,15 @@ def test_a_watch_ended_by_a_domain_error_is_not_resumed(proxied: Callable[[str, 
             _steps_read(updates, 2)
         assert watch.resumes == 0 and proxy.watches == 1
     assert heard == []
+
+
+def test_a_watch_whose_client_is_closed_ends_and_is_not_resumed(server: RunningServer) -> None:
+    heard: list[remotecalc.RemoteCalcError | None] = []
+    client = remotecalc.connect(server, timeout=10)
+    watch = client.create(0).watch(on_resume=heard.append)
+    updates = iter(watch)
+    assert next(updates).step_count == 0
+    client.close()
+    with pytest.raises(remotecalc.Cancelled, match="Channel closed"):
+        next(updates)
+    assert heard == [] and watch.resumes == 0
