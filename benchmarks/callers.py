@@ -2,8 +2,8 @@
 
 Each caller has its own connection, as every `remotecalc.connect()` client has (its own subchannels:
 gRPC would otherwise share one connection between the channels of a process): `--workers` balances
-connections, not calls, so callers sharing one connection would all land on one worker. The processes are forked: call this from a process that
-has not opened a gRPC channel (run.py's orchestrator never does).
+connections, not calls, so callers sharing one connection would all land on one worker. The processes
+are forked: call this from a process that has not opened a gRPC channel (run.py's orchestrator never does).
 """
 
 from __future__ import annotations

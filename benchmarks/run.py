@@ -32,37 +32,20 @@ except ImportError as missing:
         "Run it with the virtual environment's Python: .venv/bin/python benchmarks/run.py"
     ) from None
 
+from benchmarks.floors import floors
 from benchmarks.measure import BATCH_SIZES
 from benchmarks.processes import Child, start_server_process, start_worker_process
+from benchmarks.results import machine, results_page
 from benchmarks.scaling import callers, redis_store
 from benchmarks.servers import KINDS
+from benchmarks.settings import progress, settings_for
 from benchmarks.table import cores, goals, render
 from benchmarks.tls_servers import tls
 
 CORES = ("sync", "aio")
 DEFAULT_CORE = "sync"
 
-# Part 1 runs `cycles` times through the six servers, `slice` seconds each, so that a burst of load
-# from elsewhere falls on all alike; the other parts run `rounds` times, seconds per measurement as named.
-QUICK = {"cycles": 1, "slice": 0.2, "rounds": 1, "batch": 0.15, "watch": 0.25, "embedded": 0.25, "apply": 0.25}
-QUICK |= {"sessions": 50_000, "session_rounds": 1, "session_apply": 0.25, "expire_after": 0.5, "sweep_window": 2.0}
-FULL = {"cycles": 20, "slice": 0.4, "rounds": 3, "batch": 1.5, "watch": 2.0, "embedded": 3.0, "apply": 2.0}
-FULL |= {"sessions": 1_000_000, "session_rounds": 10, "session_apply": 1.0, "expire_after": 2.0, "sweep_window": 10.0}
-# Parts 7 to 9: the Redis store, Watch latency (8 watchers at 500 updates/s), concurrent callers.
-QUICK |= {"redis_rounds": 1, "redis_apply": 0.2, "redis_batch": 0.15, "watch_latency": 0.3}
-QUICK |= {"callers_rounds": 1, "callers_seconds": 0.1}
-FULL |= {"redis_rounds": 5, "redis_apply": 1.0, "redis_batch": 1.0, "watch_latency": 6.0}
-FULL |= {"callers_rounds": 3, "callers_seconds": 1.5}
-# Part 10: TLS and mutual TLS against plaintext, Apply seconds per measurement and new connections per round.
-QUICK |= {"tls_rounds": 1, "tls_apply": 0.15, "tls_connections": 20}
-FULL |= {"tls_rounds": 6, "tls_apply": 1.0, "tls_connections": 200}
-
 _T = TypeVar("_T")
-
-
-def progress(message: str) -> None:
-    """Say on stderr which part runs and how far it is, so that a long run shows it is alive."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def _rotated(items: Sequence[_T], by: int) -> list[_T]:
@@ -232,8 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="every part briefly (well under 30 s)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON to PATH")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        metavar="PATH",
+        help="write the tables as a Markdown page to PATH (docs/benchmark-results.md)",
+    )
     args = parser.parse_args(argv)
-    settings = dict(QUICK if args.quick else FULL)
+    settings = settings_for(quick=args.quick)
     started = time.perf_counter()
     progress("starting the servers and the load generator (a full run takes about six minutes)")
     worker = start_worker_process()
@@ -246,10 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         worker.close()
     results.update(callers(settings, progress))
+    results.update(floors(settings, progress))
     results["cores"] = cores(results)
     results["goals"] = goals(results)
     results["settings"]["total_seconds"] = time.perf_counter() - started
-    print(render(results))
+    results["machine"] = machine()
+    tables = render(results)
+    print(tables)
+    if args.results is not None:
+        args.results.write_text(results_page(tables, results["machine"], list(argv or sys.argv[1:])))
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

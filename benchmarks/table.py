@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["RECOMMENDED_NODE_BYTES", "cores", "goals", "render", "render_tls"]
+__all__ = ["RECOMMENDED_NODE_BYTES", "cores", "goals", "render", "render_floors", "render_tls"]
 
 #: The stream-node-max-bytes the README recommends: a changed session's first node costs an eighth of
 #: the default's, while 100 steps take about as many bytes as with the default (smaller nodes cost more).
@@ -202,6 +202,7 @@ def render(results: dict[str, Any]) -> str:
             ["callers", "aio_vs_sync", "workers_2_vs_1", "redis_vs_memory"],
         ),
         render_tls(results),
+        render_floors(results),
         _table("Goals (on the default core)", results["goals"], ["goal", "value", "target", "met"]),
     ]
     return "\n\n".join(parts)
@@ -226,4 +227,15 @@ def render_tls(results: dict[str, Any]) -> str:
                 ["server", "connections", "p50_ms", "p99_ms", "max_ms", "p50_vs_plaintext"],
             ),
         ]
+    )
+
+
+def render_floors(results: dict[str, Any]) -> str:
+    """Part 11's table: remotecalc on each core beside the empty-handler floors."""
+    return _table(
+        "11. The floors: the article's six calls again and again, each caller its own connection; a floor is a"
+        " bare grpcio server whose handlers return constants; vs_floor: median over rounds of the paired"
+        " ratio to the faster floor",
+        results["floors"],
+        ["server", "callers", "calls_per_s", "p50_ms", "p99_ms", "max_ms", "vs_floor"],
     )

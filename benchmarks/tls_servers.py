@@ -24,6 +24,7 @@ from typing import Any
 import trustme
 
 from benchmarks.processes import Child
+from benchmarks.settings import progress, settings_for
 from benchmarks.stores import Served
 from remotecalc import new_token
 
@@ -136,14 +137,13 @@ def tls(worker: Child, settings: dict[str, Any], progress: Callable[[str], None]
 def main(argv: list[str] | None = None) -> int:
     """Run part 10 alone with run.py's settings, print its tables, and write its JSON if asked."""
     from benchmarks.processes import start_worker_process
-    from benchmarks.run import FULL, QUICK, progress
     from benchmarks.table import render_tls
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="briefly, as run.py --quick")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON to PATH")
     args = parser.parse_args(argv)
-    settings = dict(QUICK if args.quick else FULL)
+    settings = settings_for(quick=args.quick)
     worker = start_worker_process()
     try:
         results = tls(worker, settings, progress)

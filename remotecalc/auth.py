@@ -108,6 +108,11 @@ class AuthTokens:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def names(self) -> frozenset[str]:
+        """The callers these tokens name."""
+        return frozenset(name for _, name in self._entries)
+
     def __repr__(self) -> str:
         names = sorted({name for _, name in self._entries})
         return f"<AuthTokens {len(self._entries)} tokens of {len(names)} callers>"

@@ -8,15 +8,19 @@ leave the configuration already served in place, with one line logged per state 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import os
+import re
 import ssl
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 
 import grpc
 
-__all__ = ["CertificateFiles", "read_pem"]
+__all__ = ["CertificateFiles", "dates_problem", "read_pem", "validity"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,70 @@ def _check_pair(cert: Path, key: Path) -> None:
         if error.reason == "KEY_VALUES_MISMATCH":
             raise ValueError(f"the TLS key {key} does not match the certificate {cert}") from None
         raise ValueError(f"the TLS key {key} is not a PEM private key without a passphrase") from None
+
+
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _element(der: bytes, offset: int) -> tuple[int, int, int]:
+    """The DER element at offset: its tag, where its content starts and where it ends."""
+    if offset + 2 > len(der):
+        raise ValueError("a DER element runs past the end")
+    tag, length = der[offset], der[offset + 1]
+    start = offset + 2
+    if length & 0x80:
+        size = length & 0x7F
+        length = int.from_bytes(der[start : start + size], "big")
+        start += size
+    if start + length > len(der):
+        raise ValueError("a DER element runs past the end")
+    return tag, start, start + length
+
+
+def _time(tag: int, text: bytes) -> datetime:
+    """An X.509 UTCTime (YYMMDDHHMMSSZ, years 1950 to 2049) or GeneralizedTime (YYYYMMDDHHMMSSZ)."""
+    if tag == 0x17:
+        year = int(text[:2])
+        text = (b"19" if year >= 50 else b"20") + text
+    elif tag != 0x18:
+        raise ValueError("a certificate date is neither UTCTime nor GeneralizedTime")
+    return datetime.strptime(text.decode("ascii"), "%Y%m%d%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
+def validity(pem: bytes) -> tuple[datetime, datetime]:
+    """When the first certificate in pem becomes valid and when it expires (notBefore, notAfter), in UTC."""
+    found = _PEM_CERTIFICATE.search(pem)
+    if found is None:
+        raise ValueError("no PEM certificate")
+    try:
+        der = base64.b64decode(b"".join(found.group(1).split()), validate=True)
+    except binascii.Error:
+        raise ValueError("the PEM certificate is not base64") from None
+    # Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber,
+    # signature, issuer, validity SEQUENCE { notBefore, notAfter }, ... }, ... }
+    _, certificate, _ = _element(der, 0)
+    _, field, _ = _element(der, certificate)
+    tag, _, end = _element(der, field)
+    if tag == 0xA0:
+        field = end
+    for _ in range(3):  # serialNumber, signature, issuer
+        field = _element(der, field)[2]
+    tag, dates, _ = _element(der, field)
+    if tag != 0x30:
+        raise ValueError("no validity in the certificate")
+    before = _element(der, dates)
+    after = _element(der, before[2])
+    return _time(before[0], der[before[1] : before[2]]), _time(after[0], der[after[1] : after[2]])
+
+
+def dates_problem(pem: bytes, path: Path | str, now: datetime) -> str | None:
+    """Why the certificate in pem is not valid at now (expired, or not yet valid), None when it is."""
+    not_before, not_after = validity(pem)
+    if now > not_after:
+        return f"the TLS certificate {path} expired on {not_after:%Y-%m-%d %H:%M:%S} UTC"
+    if now < not_before:
+        return f"the TLS certificate {path} is not valid before {not_before:%Y-%m-%d %H:%M:%S} UTC"
+    return None
 
 
 class CertificateFiles:

@@ -9,13 +9,19 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import grpc
 
+from . import __version__
 from .article import calc_pb2, calc_pb2_grpc
 from .auth import AuthTokens, TokenFileError, new_token
+from .certificates import CertificateFiles, dates_problem, read_pem
 from .client import connect
 from .server import DEFAULT_HOST, DEFAULT_PORT, is_loopback, plaintext_refusal, start_server
+from .stores import is_shared, open_store
 from .tls import TLS
 from .workers import follow_parent, quiet_after_listening, supervise
 
@@ -65,7 +71,8 @@ def serve(
     except (ImportError, ValueError) as error:
         print(f"remotecalc: {error}", file=sys.stderr)
         return 2
-    print(f"remotecalc listening on {server.address} (Ctrl-C to stop)", flush=True)
+    summary = describe(core=core, store=store, tls=tls, auth_tokens=auth_tokens)
+    print(f"remotecalc listening on {server.address} with {summary}, 1 process (Ctrl-C to stop)", flush=True)
     if shared_port:
         quiet_after_listening()
     stop.wait()
@@ -73,6 +80,32 @@ def serve(
     server.stop(grace)
     print("remotecalc stopped", flush=True)
     return 0
+
+
+def without_password(url: str) -> str:
+    """A store URL fit to print: its password (in the URL or in a password= parameter) left out."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(key, value) for key, value in query if key.lower() != "password"]
+    if parts.password is None and len(kept) == len(query):
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    query_text = f"?{urlencode(kept)}" if kept else ""
+    # Built by hand: geturl() drops the "//" of an empty host (unix:///run/redis.sock).
+    return f"{parts.scheme}://{netloc}{parts.path}{query_text}"
+
+
+def describe(*, core: str, store: str, tls: TLS | None, auth_tokens: AuthTokens | None) -> str:
+    """What a server serves with, for its start line: core, store, TLS and callers' tokens."""
+    where = "sessions in memory" if store == "memory" else f"sessions in {without_password(store)}"
+    security = "plaintext" if tls is None else "mutual TLS" if tls.client_ca is not None else "TLS"
+    if auth_tokens is None:
+        tokens = "no bearer tokens"
+    else:
+        callers = len(auth_tokens.names)
+        tokens = f"bearer tokens of {callers} caller{'' if callers == 1 else 's'}"
+    return f"the {core} core, {where}, {security}, {tokens}"
 
 
 def demo() -> int:
@@ -137,6 +170,7 @@ def _port(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``remotecalc`` command."""
     parser = argparse.ArgumentParser(prog="remotecalc", description="A stateful remote calculator over gRPC.")
+    parser.add_argument("--version", action="version", version=f"remotecalc {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="{serve,demo,new-token}")
     serve_parser = commands.add_parser("serve", help="serve both contracts until Ctrl-C")
     serve_parser.add_argument("--host", default=DEFAULT_HOST, help="interface to bind; 0.0.0.0 for all (%(default)s)")
@@ -162,8 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--store",
         default="memory",
         metavar="URL",
-        help="where sessions live: memory, or redis://HOST:PORT/DB or rediss://… shared by replicas"
-        " (a password in the URL or in REMOTECALC_REDIS_PASSWORD) (%(default)s)",
+        help="where sessions live: memory, or Redis shared by replicas: redis://HOST:PORT/DB, rediss://…,"
+        " or a Cluster redis+cluster://HOST:PORT (a password in the URL or in REMOTECALC_REDIS_PASSWORD)"
+        " (%(default)s)",
     )
     serve_parser.add_argument("--core", choices=("sync", "aio"), default="sync", help="gRPC server core (%(default)s)")
     serve_parser.add_argument(
@@ -203,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"remotecalc: {refusal}", file=sys.stderr)
         return 2
     auth_tokens = None
+    # Every file a server (or each worker) will read is read now: one that cannot serve is one line,
+    # exit code 2, before anything starts. A worker reads them again but leaves the warnings to its parent.
     if args.command == "serve" and args.auth_token_file is not None:
         try:
             with warnings.catch_warnings(record=True) as warned:
@@ -211,10 +248,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         except TokenFileError as error:
             print(f"remotecalc: {error}", file=sys.stderr)
             return 2
-        for warning in warned:
+        for warning in [] if args.shared_port else warned:
             print(f"remotecalc: warning: {warning.message}", file=sys.stderr)
+    if tls is not None:
+        problem = _tls_problem(tls)
+        if problem is not None:
+            print(f"remotecalc: {problem}", file=sys.stderr)
+            return 2
+        if not args.shared_port:
+            _warn_of_dates(Path(tls.cert))
     if args.command == "serve" and args.workers > 1:
-        return _serve_workers(serve_parser, args)
+        summary = describe(core=args.core, store=args.store, tls=tls, auth_tokens=auth_tokens)
+        return _serve_workers(serve_parser, args, summary=summary)
     if args.command == "serve":
         return serve(
             args.host,
@@ -251,18 +296,51 @@ def _tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TLS | Non
     return TLS(cert=args.tls_cert, key=args.tls_key, client_ca=args.tls_client_ca)
 
 
-def _serve_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _tls_problem(tls: TLS) -> str | None:
+    """Why the TLS files cannot serve (unreadable, not PEM, a key that does not match), None when they can."""
+    try:
+        CertificateFiles(tls.cert, tls.key, tls.client_ca)
+    except OSError as error:
+        return error.strerror or str(error)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _warn_of_dates(cert: Path) -> None:
+    """One line on stderr if the server's certificate has expired or is not valid yet."""
+    try:
+        problem = dates_problem(read_pem(cert, "certificate"), cert, datetime.now(timezone.utc))
+    except (OSError, ValueError) as error:
+        print(f"remotecalc: warning: cannot read the dates of the TLS certificate {cert}: {error}", file=sys.stderr)
+        return
+    if problem is not None:
+        # A warning, not a refusal: the server reads a renewed certificate as soon as it is renamed in.
+        print(
+            f"remotecalc: warning: {problem}: clients will refuse it until a valid one replaces it"
+            " (the server reads it again when the file changes)",
+            file=sys.stderr,
+        )
+
+
+def _serve_workers(parser: argparse.ArgumentParser, args: argparse.Namespace, *, summary: str) -> int:
     """`serve --workers N`: refuse sessions split between processes, else run the workers."""
     store: str = args.store
-    if not store.startswith(("redis://", "rediss://")):
+    if not is_shared(store):
         parser.error(
             f"--workers {args.workers} needs a shared store (--store redis://HOST:PORT/DB): "
             "with sessions in memory, each worker would hold its own"
         )
+    try:
+        # Asked once here, so that a store no worker could use is one line, not one per worker.
+        open_store(store).shutdown()
+    except (ImportError, ValueError) as error:
+        print(f"remotecalc: {error}", file=sys.stderr)
+        return 2
     worker_args = ["--max-sessions", str(args.max_sessions), "--idle-timeout", repr(args.idle_timeout)]
     worker_args += ["--grace", repr(args.grace), "--core", args.core, "--store", store]
     worker_args += ["--insecure"] if args.insecure else []
     for option in ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file"):
         if getattr(args, option) is not None:
             worker_args += ["--" + option.replace("_", "-"), getattr(args, option)]
-    return supervise(args.host, args.port, int(args.workers), worker_args, grace=args.grace)
+    return supervise(args.host, args.port, int(args.workers), worker_args, grace=args.grace, summary=summary)

@@ -64,6 +64,7 @@ __all__ = [
     "ServerStopping",
     "SessionNotFound",
     "StepsNotKept",
+    "StoreFull",
     "StoreUnavailable",
     "TooManySessions",
     "TooManyWatchers",
@@ -354,6 +355,12 @@ class StoreUnavailable(Unavailable):
     """The session store (Redis) could not be reached: a change may or may not have been made."""
 
     reason = "STORE_UNAVAILABLE"
+
+
+class StoreFull(ResourceExhausted):
+    """The session store (Redis) is full and refused the change before making it: nothing was changed."""
+
+    reason = "STORE_FULL"
 
 
 class CallerGone(DeadlineExceeded):

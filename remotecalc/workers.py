@@ -6,12 +6,18 @@ refused, as for one server), holds it with a socket that has SO_REUSEPORT on but
 only processes of this user that also ask for SO_REUSEPORT (its workers) can bind it too, and runs
 N `remotecalc serve --shared-port` children on it; the kernel spreads connections over them. The
 workers must share their sessions through a store outside them (Redis): the CLI refuses N > 1 on
-the in-memory store. A worker that dies is started again; SIGTERM or Ctrl-C to the parent stops
-every worker with the grace period, then the parent exits.
+the in-memory store, and checks every file a worker reads before starting any.
+
+The parent wakes on whatever happens first: a worker listening, a worker ending (starting or not),
+a signal. A worker that ends is started again, at most RESTART_LIMIT times within RESTART_WINDOW
+seconds; one more end within the window stops them all and exits 1 with the last worker's own error,
+whose stderr passes through the parent's. SIGTERM or Ctrl-C to the parent stops every worker: those
+listening with the grace period, those still starting at once.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import os
 import signal
@@ -19,48 +25,125 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import IO
 
 from .server import _address, _bind_error
 
-__all__ = ["PARENT_ENV", "follow_parent", "quiet_after_listening", "supervise"]
+__all__ = [
+    "PARENT_ENV",
+    "RESTART_LIMIT",
+    "RESTART_WINDOW",
+    "RestartBudget",
+    "follow_parent",
+    "quiet_after_listening",
+    "supervise",
+]
 
 #: The environment variable that tells a worker its parent's pid, so it stops when the parent dies.
 PARENT_ENV = "REMOTECALC_WORKERS_PARENT"
-# How long a worker may take to print its listening line, and beyond the grace to stop.
+#: At most this many restarts within RESTART_WINDOW seconds; one more end and the parent gives up.
+RESTART_LIMIT = 5
+RESTART_WINDOW = 10.0
+# How long a worker may take to print its listening line before it is killed (and restarted);
+# how long beyond the grace a listening worker gets to stop, and how long one still starting gets.
 _START_WAIT = 30.0
 _STOP_MARGIN = 5.0
+_STOP_STARTING = 0.5
+# While a worker starts, the parent looks at the clock this often (its start deadline).
+_TICK = 1.0
 _PR_SET_PDEATHSIG = 1
+_PREFIX = "remotecalc: "
+
+
+class RestartBudget:
+    """At most limit restarts within any window seconds of clock: spend() says whether one more may go."""
+
+    def __init__(
+        self, limit: int = RESTART_LIMIT, window: float = RESTART_WINDOW, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit, self.window = limit, window
+        self._clock = clock
+        self._spent: collections.deque[float] = collections.deque()
+
+    def spend(self) -> bool:
+        """Count one restart now and return True, or return False if limit were already spent in the window."""
+        now = self._clock()
+        while self._spent and self._spent[0] <= now - self.window:
+            self._spent.popleft()
+        if len(self._spent) >= self.limit:
+            return False
+        self._spent.append(now)
+        return True
 
 
 class _Worker:
-    """One worker process, and an event set once it listens."""
+    """One worker process: whether it listens, whether it has ended, and the last lines it wrote to stderr."""
 
-    def __init__(self, command: list[str], ended: threading.Event) -> None:
+    def __init__(self, command: list[str], changed: threading.Event, err: IO[str], started: float) -> None:
         env = {**os.environ, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
         # A session of its own: Ctrl-C in a terminal reaches the parent only, which stops the workers
         # itself, so that no worker ends first and is taken for a crash and replaced.
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            env=env,
+            start_new_session=True,
+        )
+        self.started = started
         self.listening = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._wait, args=(ended,), daemon=True).start()
+        self.ended = threading.Event()
+        self.last_lines: collections.deque[str] = collections.deque(maxlen=3)
+        self._changed, self._err = changed, err
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
 
-    def _read(self) -> None:
+    def _read_stdout(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:  # read to the end, so that a worker never blocks on a full pipe
-            if "listening on" in line:
+            if "listening on" in line and not self.listening.is_set():
                 self.listening.set()
+                self._changed.set()
 
-    def _wait(self, ended: threading.Event) -> None:
-        self.process.wait()
-        ended.set()
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        try:
+            for line in self.process.stderr:
+                if line.strip():
+                    self.last_lines.append(line.strip())
+                try:
+                    self._err.write(line)
+                    self._err.flush()
+                except (OSError, ValueError):  # the parent's stderr is gone: keep reading for the last lines
+                    pass
+        finally:
+            # Ended only once its stderr is read to the end, so that its last line is known.
+            self.process.wait()
+            self.ended.set()
+            self._changed.set()
+
+    @property
+    def pid(self) -> int:
+        """The worker's process id."""
+        return self.process.pid
 
     def describe_end(self) -> str:
+        """How it ended: 'exited with code 2', 'was killed by SIGKILL'."""
         code = self.process.returncode
         if code is not None and code < 0:
             return f"was killed by {signal.Signals(-code).name}"
         return f"exited with code {code}"
+
+    def last_error(self) -> str | None:
+        """The last line it wrote to stderr, without the program's prefix; None if it wrote nothing."""
+        if not self.last_lines:
+            return None
+        line = self.last_lines[-1]
+        return line[len(_PREFIX) :] if line.startswith(_PREFIX) else line
 
 
 def _reserve(host: str, port: int) -> socket.socket:
@@ -82,10 +165,16 @@ def supervise(
     worker_args: Sequence[str],
     *,
     grace: float,
+    summary: str = "",
     out: IO[str] = sys.stdout,
     err: IO[str] = sys.stderr,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Run count workers on host:port until SIGTERM or Ctrl-C, restarting any that dies; return the exit code."""
+    """Run count workers on host:port until SIGTERM or Ctrl-C, restarting any that ends; return the exit code.
+
+    summary says what the workers serve with, in the listening line; clock times the restart
+    window and each worker's start (a test passes its own).
+    """
     refusal = _bind_error(host, port)
     if refusal is not None:
         print(f"remotecalc: {refusal.strerror or refusal}", file=err)
@@ -102,33 +191,47 @@ def supervise(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
+    budget = RestartBudget(clock=clock)
     workers: list[_Worker] = []
     try:
         for _ in range(count):
-            workers.append(_Worker(command, changed))
-        if not _all_listening(workers, err):
-            return 1
-        pids = " ".join(str(worker.process.pid) for worker in workers)
-        print(f"remotecalc listening on {_address(host, port)} with {count} workers, pids {pids} (Ctrl-C to stop)")
-        out.flush()
-        while True:
-            changed.wait()
+            workers.append(_Worker(command, changed, err, clock()))
+        announced = False
+        while not stop.is_set():
+            starting = any(not worker.listening.is_set() for worker in workers)
+            changed.wait(_TICK if starting else None)
             changed.clear()
             if stop.is_set():
                 break
             for index, worker in enumerate(workers):
-                if worker.process.poll() is None:
-                    continue
-                again = _Worker(command, changed)
-                workers[index] = again
+                if worker.ended.is_set():
+                    if not budget.spend():
+                        print(_giving_up(worker, budget), file=err, flush=True)
+                        return 1
+                    workers[index] = _Worker(command, changed, err, clock())
+                    print(
+                        f"remotecalc: worker {worker.pid} {worker.describe_end()}; "
+                        f"started worker {workers[index].pid} in its place",
+                        file=err,
+                        flush=True,
+                    )
+                elif not worker.listening.is_set() and clock() - worker.started > _START_WAIT:
+                    print(
+                        f"remotecalc: worker {worker.pid} did not listen within {_START_WAIT:g} s: killing it",
+                        file=err,
+                        flush=True,
+                    )
+                    worker.process.kill()
+            if not announced and all(worker.listening.is_set() for worker in workers):
+                announced = True
+                pids = " ".join(str(worker.pid) for worker in workers)
+                served = f"{summary}, " if summary else ""
                 print(
-                    f"remotecalc: worker {worker.process.pid} {worker.describe_end()}; "
-                    f"started worker {again.process.pid} in its place",
-                    file=err,
+                    f"remotecalc listening on {_address(host, port)} with {served}{count} worker processes "
+                    f"(pids {pids}) (Ctrl-C to stop)",
+                    file=out,
                     flush=True,
                 )
-                if not _all_listening([again], err):
-                    return 1
         print("remotecalc stopping", file=out, flush=True)
         return 0
     finally:
@@ -138,23 +241,26 @@ def supervise(
             print("remotecalc stopped", file=out, flush=True)
 
 
-def _all_listening(workers: list[_Worker], err: IO[str]) -> bool:
-    for worker in workers:
-        if not worker.listening.wait(_START_WAIT) or worker.process.poll() is not None:
-            state = "did not start listening" if worker.process.poll() is None else worker.describe_end()
-            print(f"remotecalc: worker {worker.process.pid} {state} (its error is above)", file=err, flush=True)
-            return False
-    return True
+def _giving_up(worker: _Worker, budget: RestartBudget) -> str:
+    """The one line the parent ends with: how often workers ended, and the last one's own error."""
+    error = worker.last_error()
+    said = f": {error}" if error else ""
+    return (
+        f"remotecalc: workers ended {budget.limit + 1} times within {budget.window:g} s, giving up; "
+        f"the last, worker {worker.pid}, {worker.describe_end()}{said}"
+    )
 
 
 def _stop_all(workers: list[_Worker], grace: float) -> None:
-    """SIGTERM every worker, which lets its calls finish within grace; SIGKILL those still running after."""
+    """SIGTERM every worker: one listening gets grace to finish its calls, one still starting a moment; then SIGKILL."""
     for worker in workers:
         if worker.process.poll() is None:
             worker.process.send_signal(signal.SIGTERM)
+    began = time.monotonic()
     for worker in workers:
+        allowed = grace + _STOP_MARGIN if worker.listening.is_set() else _STOP_STARTING
         try:
-            worker.process.wait(grace + _STOP_MARGIN)
+            worker.process.wait(max(0.0, began + allowed - time.monotonic()))
         except subprocess.TimeoutExpired:
             worker.process.kill()
             worker.process.wait()

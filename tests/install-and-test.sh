@@ -3,7 +3,8 @@
 #
 # Debian's programs the suite starts and stops itself, each on a free loopback port: redis-server,
 # nginx (the gRPC proxy test) and Chromium (the browser tests; Playwright drives it and never
-# downloads a browser of its own). apt-get runs only when one is missing, and needs root.
+# downloads a browser of its own); it also runs openssl (docs/security.md's certificate recipe).
+# apt-get runs only when one is missing, and needs root.
 # npm installs the exact grpc-js packages of tests/grpc_js/package-lock.json for the Node client
 # test; Node comes from Debian only when the machine has no npm (Debian's npm conflicts with an
 # installed NodeSource nodejs).
@@ -18,6 +19,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v npm >/dev/null || missing+=(nodejs npm)
+command -v openssl >/dev/null || missing+=(openssl)
 if ((${#missing[@]})); then
     apt-get update
     apt-get install -y --no-install-recommends "${missing[@]}"

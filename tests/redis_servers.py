@@ -82,9 +82,20 @@ class RedisServer:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(WAIT)
 
+    def freeze(self) -> None:
+        """SIGSTOP it: it holds its connections and answers nothing, as a hung or swapped-out Redis would."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT it after freeze()."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop it for good."""
         if self.process is not None and self.process.poll() is None:
+            self.thaw()
             self.process.terminate()
             try:
                 self.process.wait(WAIT)
@@ -92,17 +103,25 @@ class RedisServer:
                 self.kill()
 
 
+def _holds(part: str, slot: int) -> bool:
+    """True when a CLUSTER NODES slot range ("5461-10922" or "42") holds slot."""
+    if part.startswith("["):
+        return False
+    low, _, high = part.partition("-")
+    return int(low) <= slot <= int(high or low)
+
+
 class RedisClusterServers:
     """A Redis Cluster of masters on loopback, one redis-server each, created with redis-cli --cluster."""
 
-    def __init__(self, directory: Path, masters: int = 3) -> None:
+    def __init__(self, directory: Path, masters: int = 3, extra: tuple[str, ...] = ()) -> None:
         self.nodes = []
         for index in range(masters):
             node_dir = directory / f"node{index}"
             node_dir.mkdir()
             # The bus port named, not the default port + 10000, which may be taken or beyond 65535.
             bus = ("--cluster-enabled", "yes", "--cluster-port", str(free_port()))
-            self.nodes.append(RedisServer(node_dir, extra=bus))
+            self.nodes.append(RedisServer(node_dir, extra=bus + extra))
 
     @property
     def url(self) -> str:
@@ -126,10 +145,34 @@ class RedisClusterServers:
             time.sleep(0.05)  # polling the cluster's own state, not waiting for time to pass
 
     def _ok(self, node: RedisServer) -> bool:
-        info = subprocess.run(
-            [REDIS_CLI, "-p", str(node.port), "cluster", "info"], capture_output=True, text=True, timeout=WAIT
-        )
-        return "cluster_state:ok" in info.stdout
+        return "cluster_state:ok" in self.ask(node, "cluster", "info")
+
+    def ask(self, node: RedisServer, *command: str) -> str:
+        """A command's reply from node, as redis-cli prints it."""
+        asked = [REDIS_CLI, "-p", str(node.port), *command]
+        return subprocess.run(asked, capture_output=True, text=True, timeout=WAIT).stdout
+
+    def node_id(self, node: RedisServer) -> str:
+        """node's Cluster node id (it keeps it across restarts, in its nodes.conf)."""
+        return self.ask(node, "cluster", "myid").strip()
+
+    def owner_of(self, key: str) -> RedisServer:
+        """The master whose slots hold key, as the first node sees the cluster."""
+        slot = int(self.ask(self.nodes[0], "cluster", "keyslot", key))
+        ids = {self.node_id(node): node for node in self.nodes}
+        for line in self.ask(self.nodes[0], "cluster", "nodes").splitlines():
+            fields = line.split()
+            if any(_holds(part, slot) for part in fields[8:]):
+                return ids[fields[0]]
+        raise AssertionError(f"no master holds slot {slot}")
+
+    def seen_failed(self, by: RedisServer, node_id: str) -> bool:
+        """True when by has marked the node FAIL (agreed by the masters), not just PFAIL (suspected)."""
+        for line in self.ask(by, "cluster", "nodes").splitlines():
+            fields = line.split()
+            if fields and fields[0] == node_id:
+                return "fail" in fields[2].split(",")
+        return False
 
     def stop(self) -> None:
         """Stop every node."""

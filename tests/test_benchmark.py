@@ -27,16 +27,24 @@ PARTS = (
     "9. Concurrent callers",
     "10. TLS",
     "new connection: time to the first reply",
+    "11. The floors",
     "Goals",
 )
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any], str]:
+def run_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the `--quick` run writes its JSON and its results page."""
+    return tmp_path_factory.mktemp("benchmark")
+
+
+@pytest.fixture(scope="module")
+def quick_run(run_directory: Path) -> tuple[str, dict[str, Any], str]:
     """The table, the JSON and the progress lines of one `--quick` run, shared by this module's tests."""
-    path = tmp_path_factory.mktemp("benchmark") / "results.json"
+    path = run_directory / "results.json"
+    page = run_directory / "results.md"
     finished = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json", str(path)],
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json", str(path), "--results", str(page)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -240,3 +248,32 @@ print(json.dumps({"rows": rows, "latencies": latencies}))
     assert [row["batch_size"] for row in measured["rows"]] == [1, 10]
     assert all(row["ops_per_s"] > 0 and row["calls"] >= 3 for row in measured["rows"])
     assert len(measured["latencies"]) == 5 and all(latency > 0 for latency in measured["latencies"])
+
+
+def test_remotecalc_is_measured_beside_both_empty_handler_floors_at_1_4_and_64_callers(
+    quick_run: tuple[str, dict[str, Any], str],
+) -> None:
+    _, results, progress = quick_run
+    servers = ("floor sync", "floor aio", "remotecalc sync", "remotecalc aio")
+    assert [(row["server"], row["callers"]) for row in results["floors"]] == [
+        (server, count) for count in (1, 4, 64) for server in servers
+    ]
+    for row in results["floors"]:
+        assert row["calls_per_s"] > 0 and row["vs_floor"] > 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+    for count in (1, 4, 64):
+        floors = [row for row in results["floors"] if row["callers"] == count and row["server"].startswith("floor")]
+        # The fastest floor of each round is the reference: with one round, one floor is exactly 1.0.
+        assert max(row["vs_floor"] for row in floors) == 1.0
+    assert "part 11, the floors: round 1 of 1" in progress
+
+
+def test_the_results_page_holds_the_printed_tables_and_the_machine_they_ran_on(
+    quick_run: tuple[str, dict[str, Any], str], run_directory: Path
+) -> None:
+    table, results, _ = quick_run
+    page = (run_directory / "results.md").read_text()
+    assert page.startswith("# Benchmark results\n")
+    assert "`python benchmarks/run.py --quick --json " in page
+    assert f"{results['machine']['cores']} cores" in page and f"grpcio {results['machine']['grpcio']}" in page
+    assert table.strip() in page  # the tables as printed, not retyped

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 import signal
 import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+import trustme
 from contracts import ArticleCalls, V1Calls
-from processes import REMOTECALC, WAIT, Served, run_python
+from processes import LISTENING, REMOTECALC, WAIT, Served, run_python
+from redis_servers import RedisServer
 
 import remotecalc
+from remotecalc.auth import new_token
+from remotecalc.cli import without_password
 from remotecalc.v1 import calculator_pb2 as pb
 
 
@@ -186,3 +193,152 @@ def test_serve_on_an_address_this_machine_does_not_have_exits_1_with_our_line_on
     lines = ran.stderr.splitlines()
     assert len(lines) == 2 and "without TLS" in lines[0], ran.stderr
     assert lines[1] == "remotecalc: cannot listen on 192.0.2.1:0: Cannot assign requested address"
+
+
+def test_version_prints_the_installed_version() -> None:
+    ran = subprocess.run([REMOTECALC, "--version"], capture_output=True, text=True, timeout=WAIT)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == f"remotecalc {importlib.metadata.version('remotecalc')}\n"
+
+
+@pytest.fixture(scope="module")
+def pem_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A CA, a server certificate and its key, another key, a token file of three tokens for two callers."""
+    folder = tmp_path_factory.mktemp("files")
+    ca = trustme.CA()
+    served, other = ca.issue_cert("127.0.0.1"), ca.issue_cert("127.0.0.1")
+    paths = {name: folder / f"{name}.pem" for name in ("ca", "cert", "key", "other_key", "garbage")}
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    served.cert_chain_pems[0].write_to_path(str(paths["cert"]))
+    served.private_key_pem.write_to_path(str(paths["key"]))
+    other.private_key_pem.write_to_path(str(paths["other_key"]))
+    paths["garbage"].write_text("not a certificate\n")
+    paths["tokens"] = folder / "tokens"
+    paths["tokens"].write_text(f"alice:{new_token()}\nalice:{new_token()}\nbob:{new_token()}\n")
+    paths["tokens"].chmod(0o600)
+    paths["missing"] = folder / "missing.pem"
+    paths["folder"] = folder
+    return paths
+
+
+_BAD_FILES = {
+    "missing token file": (["--auth-token-file", "missing"], "cannot read the token file {missing}"),
+    "token file a folder": (["--auth-token-file", "folder"], "cannot read the token file {folder}"),
+    "token file of garbage": (["--auth-token-file", "garbage"], "{garbage} line 1: expected NAME:TOKEN"),
+    "missing certificate": (["--tls-cert", "missing", "--tls-key", "key"], "cannot read the TLS certificate {missing}"),
+    "missing key": (["--tls-cert", "cert", "--tls-key", "missing"], "cannot read the TLS key {missing}"),
+    "key a folder": (["--tls-cert", "cert", "--tls-key", "folder"], "cannot read the TLS key {folder}"),
+    "missing client CA": (
+        ["--tls-cert", "cert", "--tls-key", "key", "--tls-client-ca", "missing"],
+        "cannot read the TLS client CA {missing}",
+    ),
+    "certificate of garbage": (
+        ["--tls-cert", "garbage", "--tls-key", "key"],
+        "the TLS certificate {garbage} holds no whole PEM certificate",
+    ),
+    "client CA of garbage": (
+        ["--tls-cert", "cert", "--tls-key", "key", "--tls-client-ca", "garbage"],
+        "the TLS client CA {garbage} holds no whole PEM certificate",
+    ),
+    "key of another certificate": (
+        ["--tls-cert", "cert", "--tls-key", "other_key"],
+        "the TLS key {other_key} does not match the certificate {cert}",
+    ),
+}
+
+
+# With --workers the parent checks the files by the same code: a few cases show it does.
+_CASES = [(case, "1") for case in _BAD_FILES] + [
+    (case, "2") for case in ("missing token file", "missing key", "missing client CA", "key of another certificate")
+]
+
+
+@pytest.mark.parametrize(("case", "workers"), _CASES)
+def test_every_bad_file_on_the_command_line_is_one_line_and_exit_2(
+    case: str, workers: str, pem_files: dict[str, Path], redis_url: str
+) -> None:
+    options, message = _BAD_FILES[case]
+    args = [str(pem_files[word]) if word in pem_files else word for word in options]
+    store = ["--store", redis_url] if workers != "1" else []
+    ran = subprocess.run(
+        [REMOTECALC, "serve", "--port", "0", "--workers", workers, *store, *args],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert ran.returncode == 2, ran.stderr
+    lines = ran.stderr.splitlines()
+    assert len(lines) == 1, ran.stderr
+    assert lines[0].startswith("remotecalc: " + message.format(**pem_files)), lines[0]
+    assert ran.stdout == ""
+
+
+def test_the_start_line_says_what_is_on_and_never_the_store_password(
+    pem_files: dict[str, Path], tmp_path: Path
+) -> None:
+    secret = "s3cret-" + new_token()
+    redis_server = RedisServer(tmp_path, extra=("--requirepass", secret))
+    redis_server.start()
+    store = f"redis://:{secret}@127.0.0.1:{redis_server.port}/0"
+    files = ["--tls-cert", str(pem_files["cert"]), "--tls-key", str(pem_files["key"])]
+    served = Served("--port", "0", "--store", store, *files, "--tls-client-ca", str(pem_files["ca"]),
+                    "--auth-token-file", str(pem_files["tokens"]), "--core", "aio")  # fmt: skip
+    try:
+        line = served.next_line()
+        address = LISTENING.search(line)
+        assert address, line
+        assert line == (
+            f"remotecalc listening on {address.group(1)} with the aio core, sessions in "
+            f"redis://127.0.0.1:{redis_server.port}/0, mutual TLS, bearer tokens of 2 callers, 1 process "
+            "(Ctrl-C to stop)\n"
+        )
+        assert served.stop(signal.SIGTERM) == 0
+    finally:
+        served.kill()
+        redis_server.stop()
+    assert secret not in served.rest() + served.stderr_text()
+
+
+def test_the_start_line_of_a_plain_server_says_so() -> None:
+    served = Served("--port", "0")
+    try:
+        line = served.next_line()
+        assert line.endswith(
+            " with the sync core, sessions in memory, plaintext, no bearer tokens, 1 process (Ctrl-C to stop)\n"
+        ), line
+        assert served.stop(signal.SIGTERM) == 0
+    finally:
+        served.kill()
+
+
+def test_the_start_line_of_workers_names_them_and_what_they_serve_with(
+    pem_files: dict[str, Path], redis_url: str
+) -> None:
+    files = ["--tls-cert", str(pem_files["cert"]), "--tls-key", str(pem_files["key"])]
+    served = Served("--port", "0", "--workers", "2", "--store", redis_url, *files)
+    try:
+        line = served.next_line()
+        assert re.fullmatch(
+            rf"remotecalc listening on 127\.0\.0\.1:\d+ with the sync core, sessions in {re.escape(redis_url)}, "
+            r"TLS, no bearer tokens, 2 worker processes \(pids \d+ \d+\) \(Ctrl-C to stop\)\n",
+            line,
+        ), line
+        assert served.stop(signal.SIGTERM) == 0
+    finally:
+        served.kill()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("memory", "memory"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:pw@127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("rediss://app:pw@redis.example:6380/2", "rediss://app@redis.example:6380/2"),
+        ("redis+cluster://:p%40ss@[::1]:7000/0", "redis+cluster://[::1]:7000/0"),
+        ("redis://127.0.0.1/0?password=pw&socket_timeout=1", "redis://127.0.0.1/0?socket_timeout=1"),
+        ("unix://:pw@/run/redis.sock?db=1", "unix:///run/redis.sock?db=1"),
+    ],
+)
+def test_a_store_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert without_password(url) == shown

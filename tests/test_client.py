@@ -7,12 +7,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from conftest import FakeClock
+from markdown_pages import python_block
 
 import remotecalc
 from remotecalc import (
@@ -313,18 +313,15 @@ def test_a_watch_error_cannot_be_resolved(server: RunningServer) -> None:
         raised.value.resolve()
 
 
-def _readme_python(heading: str) -> str:
-    """The first ```python block of the README after heading, as written."""
-    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    section = text[text.index(f"\n{heading}\n") :]
-    start = section.index("```python\n") + len("```python\n")
-    return section[start : section.index("```\n", start)]
+def _readme_python(page: str, heading: str) -> str:
+    """The first ```python block under heading of page (README.md, docs/client.md...), as written."""
+    return python_block(page, heading)
 
 
 def test_the_readme_client_example_runs_as_written_and_ends(
     server: RunningServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    example = _readme_python("## The Python client")
+    example = _readme_python("docs/client.md", "# The Python client")
     assert '"127.0.0.1:3000"' in example
     exec(example.replace('"127.0.0.1:3000"', repr(server.address)), {})
     lines = capsys.readouterr().out.splitlines()
@@ -336,7 +333,7 @@ def test_the_readme_client_example_runs_as_written_and_ends(
 def test_the_readme_resolve_example_runs_as_written(client: Client) -> None:
     session = client.create(1)
     namespace = {"remotecalc": remotecalc, "session": session}
-    exec(_readme_python("## Errors"), namespace)
+    exec(_readme_python("docs/errors.md", "# Errors"), namespace)
     assert namespace["value"] == 2 == session.value()
 
 

@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,8 @@ import remotecalc
 from remotecalc import Client, RunningServer, start_server
 from remotecalc.model import Operator, Step
 from remotecalc.widgets import CalculatorPanel, embedded_panel, format_number, wait_for
+from remotecalc.widgets.chart import MAX_POINTS, decimate, round_ticks
+from remotecalc.widgets.panel import NEEDS_OPERATOR
 from remotecalc.widgets.view import SessionView
 
 ARTICLE = [("5", "add"), ("3", "subtract"), ("10", "multiply"), ("2", "divide")]
@@ -31,6 +34,12 @@ def click(panel: CalculatorPanel, key: str, text: str = "") -> None:
 def shown(panel: CalculatorPanel, part: str) -> Any:
     """What the page shows in one part: value, token, status, error, history or log."""
     return panel.body.view[part]
+
+
+def chart(panel: CalculatorPanel) -> tuple[list[int], list[float]]:
+    """The chart's points as the page draws them: step numbers and values."""
+    drawn = shown(panel, "chart")
+    return drawn["x"], drawn["y"]
 
 
 def history(panel: CalculatorPanel) -> list[list[str]]:
@@ -129,8 +138,9 @@ def test_a_number_float64_rounds_is_applied_rounded_and_shown_so(panel: Calculat
     click(panel, "subtract", "0.1000000000000000055511151231257827")
 
     number, op, operand, operand_full, result, result_full = shown(panel, "history")[1]
-    assert (number, op, operand, operand_full) == ("1", "+", "9.00719925474e+15", "9007199254740992.0")
-    assert (result, result_full) == ("9.00719925474e+15", "9007199254740992.0")
+    # A history cell has room for 12 characters: the value display has the 12 digits, the tooltip all of them.
+    assert (number, op, operand, operand_full) == ("1", "+", "9.0072e+15", "9007199254740992.0")
+    assert (result, result_full) == ("9.0072e+15", "9007199254740992.0")
     assert shown(panel, "history")[0][3] == "0.1"
     assert panel.session is not None and panel.session.history()[0].operand == 9007199254740992.0
 
@@ -145,6 +155,7 @@ def test_a_200_digit_operand_is_shown_short_with_every_digit_on_hover(panel: Cal
     assert operand_full == repr(float(text)) == "1e+200"
     click(panel, "multiply", "1." + "3" * 198)
     assert shown(panel, "value") == "1.33333333333e+200"
+    assert shown(panel, "history")[0][2:5] == ["1.33333", "1.3333333333333333", "1.33333e+200"]
     assert shown(panel, "value_full") == repr(1e200 * float("1." + "3" * 198))
 
 
@@ -157,7 +168,7 @@ def test_new_session_starts_from_the_number_field_and_replaces_the_old_one(panel
     assert shown(panel, "value") == "2.5"
     assert panel.token != first_token
     assert history(panel) == []
-    assert list(panel.chart.data[0].y) == [2.5]
+    assert chart(panel)[1] == [2.5]
     assert first_thread is not None and not first_thread.is_alive()
     assert panel.watch_thread is not None and panel.watch_thread.is_alive()
 
@@ -327,15 +338,15 @@ def test_the_state_is_traitlets_code_can_observe_and_link(panel: CalculatorPanel
 
 def test_the_chart_follows_the_steps(panel: CalculatorPanel) -> None:
     click(panel, "new", "0")
-    assert (list(panel.chart.data[0].x), list(panel.chart.data[0].y)) == ([0], [0])
+    assert chart(panel) == ([0], [0])
 
     for count, (text, key) in enumerate(ARTICLE, start=1):
         click(panel, key, text)
-        assert list(panel.chart.data[0].x) == list(range(count + 1))
+        assert chart(panel)[0] == list(range(count + 1))
 
-    assert list(panel.chart.data[0].y) == [0, 5, 2, 20, 10]
+    assert chart(panel)[1] == [0, 5, 2, 20, 10]
     click(panel, "divide", "0")
-    assert list(panel.chart.data[0].y) == [0, 5, 2, 20, 10]
+    assert chart(panel)[1] == [0, 5, 2, 20, 10]
 
 
 def test_an_attached_panel_charts_the_session_from_its_initial_value(server: RunningServer, client: Client) -> None:
@@ -344,7 +355,7 @@ def test_an_attached_panel_charts_the_session_from_its_initial_value(server: Run
 
     made = CalculatorPanel(server, token=session.token)
     try:
-        assert (list(made.chart.data[0].x), list(made.chart.data[0].y)) == ([0, 1, 2], [7, 8, 16])
+        assert chart(made) == ([0, 1, 2], [7, 8, 16])
     finally:
         made.close()
 
@@ -362,7 +373,7 @@ def test_two_panels_on_one_session_stay_in_sync_without_a_click(panel: Calculato
         assert panel.wait_for(lambda: shown(panel, "value") == "30")
         assert history(panel)[:2] == [["6", "×", "2", "30"], ["5", "+", "5", "15"]]
         assert other.wait_for(lambda: history(other) == history(panel))
-        assert list(other.chart.data[0].y)[-3:] == [10, 15, 30]
+        assert chart(other)[1][-3:] == [10, 15, 30]
 
         click(other, "divide", "0")
         assert shown(panel, "error") == ""
@@ -432,7 +443,7 @@ def test_the_embedded_panel_factory_starts_or_reuses_the_server() -> None:
 def test_an_initial_value_given_as_an_int_is_shown_as_any_value(server: RunningServer) -> None:
     made = CalculatorPanel(server, initial_value=1)
     try:
-        assert (made.value, shown(made, "value"), list(made.chart.data[0].y)) == (1.0, "1", [1.0])
+        assert (made.value, shown(made, "value"), chart(made)[1]) == (1.0, "1", [1.0])
     finally:
         made.close()
 
@@ -509,3 +520,86 @@ def test_panels_on_two_replicas_carry_on_when_one_stops(redis_url: str) -> None:
         right.close()
         one.stop(grace=0)
         two.stop(grace=0)
+
+
+def is_round(number: float) -> bool:
+    """True for 0 and for 1, 2 or 5 times a power of ten, as a tick spacing should be."""
+    if number == 0:
+        return True
+    mantissa = f"{abs(number):.6e}".split("e")[0]
+    return mantissa in ("1.000000", "2.000000", "5.000000")
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "whole"),
+    [(0, 126, True), (0, 63, False), (0, 200, True), (0, 10_000, True), (-8.23e198, 1.3e200, False),
+     (0.1, 0.3, False), (-1.7e308, 1.7e308, False), (5, 5, False), (0, 1, True)],
+)  # fmt: skip
+def test_chart_ticks_fall_on_round_values_and_cover_the_range(low: float, high: float, whole: bool) -> None:
+    ticks = round_ticks(low, high, whole=whole)
+
+    spacing = ticks[1] - ticks[0]
+    assert is_round(spacing) and 2 <= len(ticks) <= 12
+    assert all(is_round(tick / spacing - round(tick / spacing) + 1) or tick == 0 for tick in ticks)
+    assert all(abs(tick / spacing - round(tick / spacing)) < 1e-9 for tick in ticks)
+    if abs(low) < 1e308:
+        assert ticks[0] <= low and ticks[-1] >= high
+    if whole:
+        assert spacing >= 1
+
+
+def test_a_long_line_is_decimated_keeping_its_ends_and_every_spike() -> None:
+    steps = list(range(10_001))
+    values = [float(step % 97) for step in steps]
+    values[4321] = 1e9
+    values[8765] = -1e9
+
+    xs, ys = decimate(steps, values)
+
+    assert len(xs) <= MAX_POINTS and xs == sorted(xs)
+    assert (xs[0], xs[-1]) == (0, 10_000)
+    assert max(ys) == 1e9 and min(ys) == -1e9
+    assert all(values[x] == y for x, y in zip(xs, ys, strict=True))
+
+
+def test_ten_thousand_steps_keep_the_panel_small_and_say_what_it_leaves_out(
+    panel: CalculatorPanel, client: Client
+) -> None:
+    """10,000 steps seen through Watch: the history lists 200 and says so, the chart 600 points at most."""
+    assert panel.wait_for(lambda: panel.status == "connected")
+    assert panel.token is not None
+    session = client.session(panel.token)
+    started = time.perf_counter()
+    # In batches the server's Watch backlog holds (it keeps 1,000 steps of history by default).
+    for batch in range(1, 21):
+        session.apply_many([("+", 1)] * 500)
+        assert panel.wait_for(lambda batch=batch: panel.step_count == batch * 500, timeout=30)
+    print(f"\n10,000 steps in 20 batches through Watch: {time.perf_counter() - started:.2f} s")
+
+    assert len(shown(panel, "history")) == 200
+    assert shown(panel, "history_note") == "the newest 200 of 10,000 steps"
+    drawn = shown(panel, "chart")
+    assert len(drawn["x"]) <= MAX_POINTS and drawn["note"].startswith("10,001 points, drawn as")
+    assert [label for _, label in drawn["x_ticks"]] == ["0", "2000", "4000", "6000", "8000", "10000"]
+    started = time.perf_counter()
+    click(panel, "add", "1")
+    print(f"\na click at 10,000 steps, kernel side (call and render): {(time.perf_counter() - started) * 1000:.1f} ms")
+    assert shown(panel, "value") == "10001"
+
+
+def test_enter_in_the_field_repeats_the_last_steps_operator(panel: CalculatorPanel) -> None:
+    click(panel, "enter", "5")
+    assert (shown(panel, "error"), panel.step_count) == (NEEDS_OPERATOR, 0)
+    assert shown(panel, "enter") == "Enter repeats the last operator"
+
+    click(panel, "multiply", "3")
+    assert (shown(panel, "value"), shown(panel, "enter")) == ("0", "Enter repeats ×")
+    click(panel, "add", "4")
+    click(panel, "enter", "6")
+    click(panel, "enter", "abc")
+
+    assert history(panel)[:2] == [["3", "+", "6", "10"], ["2", "+", "4", "4"]]
+    assert shown(panel, "error") == "“abc” is not a number"
+    click(panel, "answer")
+    click(panel, "enter", "1")
+    assert shown(panel, "error") == "No session: click New session first"

@@ -13,10 +13,12 @@ from typing import Any, Protocol
 from ..engine import Alive, Engine
 from ..model import Snapshot, Step, Update
 
-__all__ = ["MEMORY", "Feed", "MemoryStore", "Store", "open_store"]
+__all__ = ["MEMORY", "SHARED_SCHEMES", "Feed", "MemoryStore", "Store", "is_shared", "open_store"]
 
 #: The store named by --store memory: sessions in the server's own process.
 MEMORY = "memory"
+#: The URL schemes of stores that several server processes share: Redis, alone or as a Cluster.
+SHARED_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "unix://")
 
 #: The in-memory store: the engine itself, its sessions in dicts behind per-session locks.
 MemoryStore = Engine
@@ -96,6 +98,7 @@ class Store(Protocol):
 def open_store(store: str | Store | None = None, **memory_options: Any) -> Store:
     """A store from its URL (``memory``, ``redis://…``, ``rediss://…``, ``redis+cluster://…``) or the store itself.
 
+    A Redis store is asked once as it opens: ValueError, in one line, says so when it cannot be used.
     memory_options are the in-memory engine's (max_sessions, idle_timeout, clock...); a Redis
     store takes idle_timeout, history_limit and max_watchers from them too (expiry is Redis TTL).
     """
@@ -103,7 +106,7 @@ def open_store(store: str | Store | None = None, **memory_options: Any) -> Store
         return Engine(**memory_options)
     if not isinstance(store, str):
         return store
-    if store.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "unix://")):
+    if is_shared(store):
         from .redis import RedisStore
 
         options = {
@@ -113,4 +116,11 @@ def open_store(store: str | Store | None = None, **memory_options: Any) -> Store
         }
         redis_store: Store = RedisStore.from_url(store, **options)
         return redis_store
-    raise ValueError(f"unknown store {store!r}: use 'memory' or a redis:// or rediss:// URL")
+    raise ValueError(
+        f"unknown store {store!r}: use 'memory', or a redis://, rediss://, redis+cluster:// or unix:// URL"
+    )
+
+
+def is_shared(store: str) -> bool:
+    """True when the store URL names sessions that several server processes share (Redis), as --workers needs."""
+    return store.startswith(SHARED_SCHEMES)

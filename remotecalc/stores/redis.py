@@ -13,6 +13,7 @@ key's TTL. A lost race re-reads and recomputes. All keys of a session share the 
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import os
 import secrets
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from ..engine import Alive, check_limit, check_operand, check_token, compute, compute_many, gone, steps_after
 from ..errors import (
@@ -31,6 +32,7 @@ from ..errors import (
     RequestIdReused,
     ServerStopping,
     SessionNotFound,
+    StoreFull,
     StoreUnavailable,
     TooManyWatchers,
     WatcherTooSlow,
@@ -50,20 +52,28 @@ from ..requests import (
 try:
     import redis
     from redis.backoff import NoBackoff
+    from redis.exceptions import RedisClusterException
     from redis.retry import Retry
 except ImportError:  # pragma: no cover - the message is the point
     redis = None  # type: ignore[assignment]
 
-__all__ = ["PASSWORD_VARIABLE", "RedisStore"]
+__all__ = ["DEFAULT_TIMEOUT", "PASSWORD_VARIABLE", "RedisStore"]
 
 #: The environment variable a Redis password is read from when the URL has none.
 PASSWORD_VARIABLE = "REMOTECALC_REDIS_PASSWORD"
+#: Seconds a connection to Redis, or one command's reply, may take before the call fails STORE_UNAVAILABLE
+#: (the URL's socket_timeout and socket_connect_timeout override it). A Watch blocks half as long.
+DEFAULT_TIMEOUT = 1.0
 
 _T = TypeVar("_T")
 _OPERATORS = {int(operator): operator for operator in Operator}
 _NOT_FOUND = "no live session has this token: it was closed, expired or never made"
 _UNREACHABLE = "the session store (Redis) is unreachable: a change may or may not be made; retry with its request_id"
 _REFUSED = f"the session store (Redis) refused the server's password: check {PASSWORD_VARIABLE} or the URL"
+_FULL = (
+    "the session store (Redis) is full (maxmemory) and refused the change before making it: nothing was"
+    " changed; close sessions or give Redis more memory, then retry"
+)
 # A lost compare-and-set re-reads and recomputes; this many lost races in a row is contention enough.
 _RETRIES = 64
 
@@ -102,6 +112,17 @@ redis.call('HSET', KEYS[1], 'n', '0', 'v', ARGV[1], 'i', ARGV[1])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'o', ARGV[3]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
+"""
+
+
+# KEYS: state hash, watch stream. ARGV: the first stream id wanted, '' for none.
+# A script, not MULTI: Redis refuses to queue commands in a MULTI when it is full, a script's reads it runs.
+_READ = """
+local state = redis.call('HMGET', KEYS[1], 'n', 'v', 'i', 'o')
+local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local entries = {}
+if ARGV[1] ~= '' then entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+') end
+return {state, newest, entries}
 """
 
 
@@ -150,6 +171,25 @@ def _requires_redis() -> None:
         )
 
 
+class _Script:
+    """A Lua script run by its SHA1, sent whole to a Redis that has not cached it (new, or restarted).
+
+    Not redis-py's Script: on a Cluster it loads a script on every master at once, so with one master
+    down no script new to the others could run on them. NoScriptError means the script did not run.
+    """
+
+    def __init__(self, client: Any, source: str) -> None:
+        self._client = client
+        self._source = source
+        self._sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __call__(self, *, keys: Sequence[str], args: Sequence[str]) -> Any:
+        try:
+            return self._client.evalsha(self._sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return self._client.eval(self._source, len(keys), *keys, *args)
+
+
 class _Change:
     """What one change commits: new state, its packed steps, the reply a retry gets, and the result."""
 
@@ -196,8 +236,9 @@ class RedisStore:
         self._reply_ttl_ms = str(math.ceil((request_window + request_skew) * 1000))
         # A closed session's stream stays only for its watchers to read the end, not a whole idle timeout.
         self._closed_ttl_ms = str(min(int(self._ttl_ms), int(self._reply_ttl_ms)))
-        self._commit = client.register_script(_COMMIT)
-        self._create = client.register_script(_CREATE)
+        self._commit = _Script(client, _COMMIT)
+        self._create = _Script(client, _CREATE)
+        self._read_script = _Script(client, _READ)
         # The last state this replica saw of each session: (step count, value). A stale one costs a retry.
         self._cache: dict[str, tuple[int, float, str]] = {}
         self._cache_size = cache_size
@@ -207,22 +248,42 @@ class RedisStore:
         self._name = name
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> RedisStore:
-        """A store on the Redis at url (redis://, rediss://, redis+cluster://); a password may come from the env."""
+    def from_url(cls, url: str, *, check: bool = True, **options: Any) -> RedisStore:
+        """A store on the Redis at url (redis://, rediss://, redis+cluster://); a password may come from the env.
+
+        With check (the default) it asks Redis first: ValueError, in one line, says what is wrong when Redis
+        cannot be reached, refuses the password, or is a Cluster node named without +cluster (or the reverse).
+        """
         _requires_redis()
-        extra: dict[str, Any] = {}
         parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        extra: dict[str, Any] = {}
         if not parts.password and os.environ.get(PASSWORD_VARIABLE):
             extra["password"] = os.environ[PASSWORD_VARIABLE]
-        shown = parts._replace(netloc=f"{parts.hostname}:{parts.port or 6379}").geturl()
+        for option in ("socket_timeout", "socket_connect_timeout"):
+            if option not in query:
+                extra[option] = DEFAULT_TIMEOUT
+        timeout = float(query["socket_timeout"][0]) if "socket_timeout" in query else DEFAULT_TIMEOUT
+        # XREAD BLOCK waits this long for a change, within the socket timeout, or a quiet Watch would time out.
+        options.setdefault("block", min(0.5, timeout / 2))
+        if not 0 < options["block"] < timeout:
+            raise ValueError(f"a Watch's block time must be positive and below the socket timeout ({timeout:g} s)")
+        shown = _where(url)
         # No automatic retry: a resent script whose first run committed would apply twice.
         client: Any
-        if parts.scheme.endswith("+cluster"):
-            plain = parts._replace(scheme=parts.scheme.removesuffix("+cluster")).geturl()
-            client = redis.RedisCluster.from_url(plain, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
-        else:
-            client = redis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
-        return cls(client, name=shown, **options)
+        cluster = parts.scheme.endswith("+cluster")
+        try:
+            if cluster:
+                plain = parts._replace(scheme=parts.scheme.removesuffix("+cluster")).geturl()
+                client = redis.RedisCluster.from_url(plain, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
+            else:
+                client = redis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
+        except (redis.RedisError, RedisClusterException) as error:
+            raise ValueError(_start_problem(shown, error)) from None
+        store = cls(client, name=shown, **options)
+        if check:
+            store._check(cluster)
+        return store
 
     def __repr__(self) -> str:
         return f"<RedisStore {self._name}>"
@@ -316,16 +377,7 @@ class RedisStore:
     def snapshot(self, token: str, *, owner: str = "") -> Snapshot:
         """The session's value, step count and recent history; reading it changes nothing."""
         check_token(token)
-        state_key, stream_key = _keys(token)
-
-        def read() -> tuple[list[str | None], list[Any]]:
-            with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hmget(state_key, "n", "v", "i", "o")
-                pipe.xrange(stream_key, "-", "+")
-                state, entries = pipe.execute()
-            return state, entries
-
-        state, entries = self._unreachable(read)
+        state, _, entries = self._unreachable(lambda: self._read_session(token, "-"))
         count, value, initial, held_by = state
         if count is None or value is None or initial is None or (held_by or "") != owner:
             raise SessionNotFound(_NOT_FOUND)
@@ -367,13 +419,34 @@ class RedisStore:
 
     # -- internals ----------------------------------------------------------------------
 
+    def _check(self, cluster: bool) -> None:
+        """Ask Redis once, as serve starts: ValueError, in one line, when this store cannot be used."""
+        try:
+            self._redis.ping()
+            clustered = not cluster and self._redis.info("cluster").get("cluster_enabled")
+        except (redis.RedisError, RedisClusterException) as error:
+            self.shutdown()
+            raise ValueError(_start_problem(self._name, error)) from None
+        if clustered:
+            self.shutdown()
+            raise ValueError(
+                f"the session store at {self._name} is a Redis Cluster node: name it redis+cluster://…,"
+                " or every session in another node's slots fails"
+            )
+
     def _unreachable(self, call: Callable[[], _T]) -> _T:
-        """call's result; a Redis failure becomes UNAVAILABLE (retryable, outcome unknown), never INTERNAL."""
+        """call's result; a Redis failure becomes UNAVAILABLE (retryable, outcome unknown), never INTERNAL.
+
+        A full Redis is the exception: it refuses a script's first write, so nothing was changed (STORE_FULL).
+        """
         try:
             return call()
+        except redis.OutOfMemoryError as error:
+            raise StoreFull(_FULL) from error
         except redis.AuthenticationError as error:
             raise StoreUnavailable(_REFUSED) from error
-        except redis.RedisError as error:
+        except (redis.RedisError, RedisClusterException) as error:
+            # A Cluster client re-reading the slots while a master is down says so with RedisClusterException.
             raise StoreUnavailable(_UNREACHABLE) from error
 
     def _remember(self, token: str, count: int, value: float, owner: str) -> None:
@@ -479,26 +552,32 @@ class RedisStore:
         token = self.create(value, alive=alive, owner=owner)
         # The session first, then the id: a crash between them leaves an orphan that expires, never a
         # reply naming a session that was not made. Of two racing creates, the later one yields.
-        if self._redis.set(key, f"{tag}|{token}", nx=True, px=int(self._reply_ttl_ms)):
+        try:
+            recorded = self._redis.set(key, f"{tag}|{token}", nx=True, px=int(self._reply_ttl_ms))
+        except redis.OutOfMemoryError:
+            # Refused as full: nothing names the new session, so it goes and the create was not made.
+            self._redis.delete(*_keys(token))
+            self._cache.pop(token, None)
+            raise
+        if recorded:
             return token
         self._redis.delete(*_keys(token))
         self._cache.pop(token, None)
         stored = self._redis.get(key)
         return token if stored is None else str(_replayed(stored, tag, str))
 
+    def _read_session(self, token: str, first_id: str) -> tuple[list[str | None], list[Any], list[Any]]:
+        """At one instant: the session's state (n, v, i, o), its newest stream entry, its entries from first_id."""
+        state, newest, entries = self._read_script(keys=list(_keys(token)), args=[first_id])
+        return [field if isinstance(field, str) else None for field in state], newest, entries
+
     def _watch_start(self, token: str, after_step: int, owner: str) -> tuple[Update, str]:
-        state_key, stream_key = _keys(token)
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(state_key, "n", "v", "o")
-            pipe.xrevrange(stream_key, "+", "-", count=1)
-            if after_step:
-                pipe.xrange(stream_key, f"({after_step}-0", "+")
-            replies = pipe.execute()
-        (count, value, held_by), newest = replies[0], replies[1]
+        state, newest, entries = self._read_session(token, f"({after_step}-0" if after_step else "")
+        count, value, _, held_by = state
         if count is None or value is None or (held_by or "") != owner:
             raise SessionNotFound(_NOT_FOUND)
         kept: list[Step] = []
-        for entry_id, raw in replies[2] if after_step else ():
+        for entry_id, raw in entries:
             kept.extend(_entry_steps(entry_id, _fields(raw)))
         steps = steps_after(kept, int(count), after_step)
         last_id = newest[0][0] if newest else "0-0"
@@ -507,6 +586,31 @@ class RedisStore:
     def _detach(self, feed: _Feed) -> None:
         with self._feeds_lock:
             self._feeds.discard(feed)
+
+
+def _where(url: str) -> str:
+    """The Redis a URL names, for messages: host and port (or a socket path), never its password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return parts._replace(netloc=f"{host}:{parts.port or 6379}", query="").geturl()
+
+
+def _start_problem(where: str, error: BaseException) -> str:
+    """One line saying why the store at where cannot be used, from redis-py's error and its causes."""
+    chain: list[BaseException] = [error]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 10:
+        chain.append(cause)
+    if any(isinstance(link, redis.AuthenticationError) for link in chain):
+        return (
+            f"the session store (Redis) at {where} refused the server's password: check {PASSWORD_VARIABLE} or the URL"
+        )
+    if any("Cluster mode is not enabled" in str(link) for link in chain):
+        return f"the session store at {where} is not a Redis Cluster node: name a single Redis redis://…"
+    reason = next((str(link) for link in reversed(chain) if isinstance(link, redis.RedisError)), str(error))
+    reason = " ".join(reason.split()) or type(error).__name__
+    return f"the session store (Redis) at {where} is unreachable ({reason}): is redis-server running there?"
 
 
 def _fields(raw: dict[str, str] | list[str]) -> dict[str, str]:

@@ -1,13 +1,13 @@
 """The notebook calculator panel: ``CalculatorPanel(server)`` as a cell's last line shows it.
 
-Its body is one anywidget (see remotecalc.widgets.body for why); its chart is a plotly
-FigureWidget (see remotecalc.widgets.chart). Both come with the ``notebook`` extra.
+It is one anywidget (see remotecalc.widgets.body for why), chart included (see
+remotecalc.widgets.chart); anywidget and ipywidgets come with the ``notebook`` extra.
 """
 
 from __future__ import annotations
 
 # The panel's own dependencies are the notebook extra's, which a plain install leaves out.
-_EXTRA = ("ipywidgets", "anywidget", "plotly", "traitlets")
+_EXTRA = ("ipywidgets", "anywidget", "traitlets")
 try:
     from .embedded import embedded_panel
     from .entry import NotANumber, parse_number

@@ -20,12 +20,12 @@ import traitlets
 __all__ = ["KEYS", "CalculatorBody"]
 
 _HERE = Path(__file__).resolve().parent
-#: What each button of the body sends as its key, in the page's order (Tab reaches them so).
-KEYS = ("add", "subtract", "multiply", "divide", "new", "answer")
+#: What each button of the body sends as its key, in the page's order (Tab reaches them so), and Enter in the field.
+KEYS = ("add", "subtract", "multiply", "divide", "new", "answer", "enter")
 
 
 class CalculatorBody(anywidget.AnyWidget):
-    """The number field, buttons, value, status, error, history and RPC log, drawn in the page from ``view``."""
+    """The number field, buttons, value, status, error, history, RPC log and chart, drawn in the page from ``view``."""
 
     _esm = (_HERE / "panel.js").read_text(encoding="utf-8")
     _css = (_HERE / "panel.css").read_text(encoding="utf-8")

@@ -1,7 +1,8 @@
 """CalculatorPanel: a calculator session to click through in a notebook, with its history, chart and RPC log.
 
-A click reaches the kernel as one message carrying the key and the number field's text (see
-remotecalc.widgets.body); the kernel parses the text, makes the call, and sends the page the new
+The whole panel is one anywidget (remotecalc.widgets.body), its chart drawn in the page from points
+and ticks the kernel computes (remotecalc.widgets.chart). A click reaches the kernel as one message
+carrying the key and the number field's text; the kernel parses the text, makes the call, and sends the page the new
 state as one message. The panel's state is traitlets (value, step_count, status, error, token,
 history, calls), so code can observe or link them.
 
@@ -29,7 +30,7 @@ from ..model import Operator, Update
 from ..tls import PemSource
 from . import render
 from .body import CalculatorBody
-from .chart import draw_chart, make_chart
+from .chart import chart_view
 from .entry import NotANumber, parse_number
 from .view import SessionView
 
@@ -47,6 +48,8 @@ RECONNECTING = "reconnecting…"
 CLOSED = "closed"
 DISCONNECTED = "disconnected"
 NEEDS_SESSION = "No session: click New session first"
+#: The error Enter in the number field shows before the session has a step whose operator it could repeat.
+NEEDS_OPERATOR = "Enter repeats the last step's operator: click + - × ÷ for the first step"
 # Closing the panel waits this long at most for its Watch thread, which a cancel ends at once;
 # the bound guards against a grpcio fault (a stream starting as its server stops that never
 # ends, which the client avoids with a channel without retries): the thread is a daemon.
@@ -66,6 +69,8 @@ class _Stream:
 
 class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
     """A calculator session to click through: number field, + - × ÷, New session, Answer, history, chart, RPC log.
+
+    Enter in the number field repeats the operator of the session's last step with the number typed.
 
     target is a server address ("127.0.0.1:3000"), several replicas' ("a:1,b:2" or a list, balanced as
     remotecalc.connect does; a broken Watch resumes on another) or a RunningServer. With token, the panel
@@ -114,17 +119,13 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         self._status = NO_SESSION
         self._error = ""
         self._presses = 0
-        self._drawn: tuple[list[int], list[float]] = ([], [])
         self._closed = False
         #: The server the panel talks to, when it was given one rather than an address.
         self.server = target if not isinstance(target, (str, Sequence)) else None
         #: The page's part: number field, buttons, value, status, error, history and log.
         self.body = CalculatorBody(self._on_press)
-        #: The value over the steps, a plotly FigureWidget.
-        self.chart = make_chart()
-        self.chart.add_class("remotecalc-chart")
         self.add_class("remotecalc-panel")
-        self.children = [self.body, self.chart]
+        self.children = [self.body]
         #: The panel's own connection; its on_call feeds the RPC log.
         self.client = Client(
             target,
@@ -160,8 +161,9 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         return None if stream is None else stream.thread
 
     def press(self, key: str, number: str | float = "") -> None:
-        """Do what a click does: key is +, -, ×, ÷ (or add … divide), "new" or "answer"; number is the field's text."""
-        name = key if key in ("new", "answer") else Operator.parse(key).name.lower()
+        """Do what a click does: key is +, -, ×, ÷ (or add … divide), "new" or "answer", or "enter" for Enter in
+        the field; number is the field's text."""
+        name = key if key in ("new", "answer", "enter") else Operator.parse(key).name.lower()
         self._on_press(name, number if isinstance(number, str) else repr(float(number)))
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -182,7 +184,6 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         self._stop_stream()
         self.client.close()
         self.body.close()
-        self.chart.close()
         super().close()
 
     # -- drawing ------------------------------------------------------------------------
@@ -193,6 +194,8 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
         token = None if self._session is None else self._session.token
         steps = view.recent_steps(self._history_limit)
         calls = tuple(self._calls)
+        newest = view.newest_step()
+        chart = chart_view(*view.chart_points())
         with self.hold_trait_notifications():
             self.set_trait("value", view.value)
             self.set_trait("step_count", view.step_count)
@@ -210,14 +213,13 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
                 "error": self._error,
                 "live": self._session is not None,
                 "history": render.history_rows(steps),
+                "history_note": render.history_note(len(steps), max(view.step_count, len(view.steps))),
+                "enter": f"Enter repeats {newest.operator.symbol}" if newest else "Enter repeats the last operator",
                 "log": render.log_rows(calls),
+                "chart": chart,
                 # Every click gets an answer, even one that changes nothing (the page stops waiting).
                 "presses": self._presses,
             }
-        points = view.chart_points()
-        if points != self._drawn:
-            draw_chart(self.chart, *points)
-            self._drawn = points
 
     # -- clicks ---------------------------------------------------------------------------
 
@@ -229,6 +231,8 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
                 self._answer()
             elif key == "new":
                 self._new_session(parse_number(text))
+            elif key == "enter":
+                self._repeat(parse_number(text))
             else:
                 self._apply(OPERATORS[key], parse_number(text))
         except NotANumber as error:
@@ -251,6 +255,16 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
             if generation == self._generation:
                 self._view.merge(step.result, step.number, (step,))
                 self._error = ""
+
+    def _repeat(self, operand: float) -> None:
+        with self._lock:
+            newest, session = self._view.newest_step(), self._session
+        if newest is None and session is not None:
+            with self._lock:
+                self._error = NEEDS_OPERATOR
+            return
+        # Without a session, _apply says to open one, whatever the operator.
+        self._apply(Operator.ADD if newest is None else newest.operator, operand)
 
     def _new_session(self, value: float) -> None:
         value = float(value)  # an int from code would be shown as typed, not as the server holds it

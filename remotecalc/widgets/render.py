@@ -12,9 +12,11 @@ __all__ = [
     "NOTHING",
     "WATCH_CLOSED",
     "WATCH_METHOD",
+    "cell_number",
     "error_text",
     "format_number",
     "full_number",
+    "history_note",
     "history_rows",
     "log_rows",
     "short_token",
@@ -30,6 +32,9 @@ WATCH_CLOSED = "closed"
 _INTEGER_LIMIT = 1e15
 _SIGNIFICANT_DIGITS = 12
 _DETAILS_LIMIT = 200
+# A history cell holds this many characters of tabular digits; a longer number is shown with fewer digits.
+_CELL_CHARACTERS = 12
+_CELL_DIGITS = 6
 
 
 def format_number(value: float) -> str:
@@ -44,6 +49,17 @@ def format_number(value: float) -> str:
 def full_number(value: float) -> str:
     """A value with every digit float64 keeps, for the tooltip of an abbreviated one."""
     return repr(value)
+
+
+def cell_number(value: float) -> str:
+    """A value as a history cell shows it: as format_number, with 6 significant digits if that is too long to fit."""
+    text = format_number(value)
+    return text if len(text) <= _CELL_CHARACTERS else f"{value:.{_CELL_DIGITS}g}"
+
+
+def history_note(shown: int, total: int) -> str:
+    """What the history says when it lists fewer steps than the session has, "" when it lists them all."""
+    return "" if shown >= total else f"the newest {shown:,} of {total:,} steps"
 
 
 def short_token(token: str | None) -> str:
@@ -66,14 +82,17 @@ def error_text(error: Exception) -> str:
 
 
 def history_rows(steps: Iterable[Step]) -> list[list[str]]:
-    """The history as the panel lists it, newest first: number, operator, operand, its full digits, result, ditto."""
+    """The history as the panel lists it, newest first: number, operator, operand, its full digits, result, ditto.
+
+    A number too long for its cell is abbreviated (cell_number); hovering it shows the full digits.
+    """
     return [
         [
             str(step.number),
             step.operator.symbol,
-            format_number(step.operand),
+            cell_number(step.operand),
             full_number(step.operand),
-            format_number(step.result),
+            cell_number(step.result),
             full_number(step.result),
         ]
         for step in steps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 
 from ..model import Step
@@ -59,7 +60,11 @@ class SessionView:
 
     def recent_steps(self, limit: int) -> list[Step]:
         """Up to limit steps, newest first."""
-        return [self.steps[number] for number in sorted(self.steps, reverse=True)[:limit]]
+        return [self.steps[number] for number in heapq.nlargest(limit, self.steps)]
+
+    def newest_step(self) -> Step | None:
+        """The step with the highest number seen, or None before any."""
+        return self.steps[max(self.steps)] if self.steps else None
 
     def chart_points(self) -> tuple[list[int], list[float]]:
         """Step numbers and the value after each, in step order."""
