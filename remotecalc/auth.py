@@ -2,8 +2,9 @@
 
 A token file holds one caller per line, ``NAME:TOKEN``; a caller may have several tokens (rotation).
 `Callers` decides, in one place for every service and both gRPC cores, who a call comes from: the
-name of its bearer token when tokens are configured, else the subject of its client certificate
-under mutual TLS. A refusal is UNAUTHENTICATED and never repeats the token it was given.
+name of its bearer token when tokens are configured, else under mutual TLS its client certificate's
+SPIFFE ID (its ``spiffe://`` URI SAN) or, without one, its subject. A refusal is UNAUTHENTICATED and
+never repeats the token it was given.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import CredentialsMissing, CredentialsUnknown
+from .errors import CertificateAnonymous, CredentialsMissing, CredentialsUnknown
 
 __all__ = [
     "AUTHORIZATION_KEY",
@@ -28,6 +29,7 @@ __all__ = [
     "Callers",
     "TokenFileError",
     "bearer",
+    "certificate_caller",
     "certificate_subject",
     "new_token",
     "token_problem",
@@ -46,6 +48,15 @@ _MISSING = (
     f"{TOKEN_VARIABLE}), or send the metadata line 'authorization: Bearer <token>'"
 )
 _UNKNOWN = "the bearer token is not one this server knows (check the token file the server reads)"
+_ANONYMOUS = (
+    "the client certificate names no caller: it has neither a SPIFFE ID (a spiffe:// URI SAN) nor a subject"
+    " (issue it with one of them)"
+)
+_NOT_ONE_SPIFFE_ID = (
+    "the client certificate's URI SANs are not one valid SPIFFE ID (an X.509-SVID has exactly one URI SAN,"
+    " spiffe://trust-domain/path)"
+)
+_SPIFFE = "spiffe://"
 
 
 class TokenFileError(ValueError):
@@ -183,8 +194,24 @@ def certificate_subject(auth_context: Mapping[str, Iterable[bytes]]) -> str:
     return ""
 
 
+def certificate_caller(auth_context: Mapping[str, Iterable[bytes]]) -> str:
+    """The caller a verified client certificate names: its SPIFFE ID, else its subject; UNAUTHENTICATED if none."""
+    # gRPC's core sets peer_spiffe_id only for a certificate whose one URI SAN is a valid SPIFFE ID.
+    spiffe_ids = list(auth_context.get("peer_spiffe_id") or ())
+    if spiffe_ids:
+        return spiffe_ids[0].decode("utf-8", "replace")
+    uris = [uri.decode("utf-8", "replace") for uri in auth_context.get("peer_uri") or ()]
+    if any(uri.lower().startswith(_SPIFFE) for uri in uris):
+        # Several SPIFFE IDs, or one beside other URIs: picking one would let the issuer's order decide.
+        raise CertificateAnonymous(_NOT_ONE_SPIFFE_ID)
+    subject = certificate_subject(auth_context)
+    if not subject:
+        raise CertificateAnonymous(_ANONYMOUS)
+    return subject
+
+
 class Callers:
-    """Who a call comes from: its bearer token's caller when tokens are set, else its certificate's subject."""
+    """Who a call comes from: its bearer token's caller when tokens are set, else its client certificate's."""
 
     def __init__(self, tokens: AuthTokens | None, *, mutual_tls: bool = False) -> None:
         self.tokens = tokens
@@ -205,4 +232,4 @@ class Callers:
         """The caller of a call, from its context on either core."""
         if self.tokens is not None:
             return self.of_metadata(context.invocation_metadata() or ())
-        return certificate_subject(context.auth_context())
+        return certificate_caller(context.auth_context())

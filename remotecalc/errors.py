@@ -385,6 +385,12 @@ class CredentialsUnknown(Unauthenticated):
     reason = "CREDENTIALS_UNKNOWN"
 
 
+class CertificateAnonymous(Unauthenticated):
+    """Under mutual TLS without tokens, the client certificate names no caller: no SPIFFE ID, no subject."""
+
+    reason = "CERTIFICATE_ANONYMOUS"
+
+
 class PortInUse(OSError):
     """The address a server was asked to listen on is taken."""
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import errno
 import ipaddress
 import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sized
-from concurrent import futures
+from concurrent.futures.thread import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
@@ -52,8 +52,12 @@ _OPTIONS = [
 _WORKER_OPTIONS = [("grpc.so_reuseport", 1), *_OPTIONS[1:]]
 
 _WORKERS_KEPT_FREE = 4
-#: Seconds a stopping aio server gives the tasks of cancelled calls to end.
+#: Seconds a stopping aio server gives the tasks of cancelled calls to end by themselves, then once cancelled.
+_TASKS_FINISH = 0.5
 _TASKS_WAIT = 2.0
+# Seconds the interpreter's exit gives calls in flight: the store's shutdown ends every Watch, in memory
+# at once, on Redis within its 0.5 s block; a call cut short instead (grace 0) makes gRPC log on stderr.
+_EXIT_GRACE = 1.0
 
 
 class AddServices(Protocol):
@@ -72,6 +76,8 @@ class AddServices(Protocol):
 
 _running: dict[tuple[object, ...], RunningServer] = {}
 _running_lock = threading.Lock()
+#: Every server not yet stopped, however it was made: the interpreter's exit stops them.
+_live: weakref.WeakSet[RunningServer] = weakref.WeakSet()
 
 
 def is_loopback(host: str) -> bool:
@@ -186,7 +192,7 @@ class RunningServer:
         self._services = services
         if core == "sync":
             self._server = grpc.server(
-                futures.ThreadPoolExecutor(max_workers=max_workers),
+                ThreadPoolExecutor(max_workers=max_workers),
                 options=options,
                 interceptors=guards(callers, asynchronous=False),
             )
@@ -197,9 +203,7 @@ class RunningServer:
         else:
             self._loop = asyncio.new_event_loop()
             # Each watch waits in a thread of the loop's executor: as many as the sync core's workers.
-            self._loop.set_default_executor(
-                futures.ThreadPoolExecutor(max_workers, thread_name_prefix="remotecalc-watch")
-            )
+            self._loop.set_default_executor(ThreadPoolExecutor(max_workers, thread_name_prefix="remotecalc-watch"))
             self._thread = threading.Thread(target=self._loop.run_forever, name="remotecalc-aio", daemon=True)
             self._thread.start()
             try:
@@ -207,6 +211,7 @@ class RunningServer:
             except BaseException:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 raise
+        _live.add(self)
 
     async def _start_aio(self, host: str, port: int) -> int:
         self._aio_server = grpc.aio.server(
@@ -233,6 +238,7 @@ class RunningServer:
         """Refuse new calls, let calls in flight finish for up to grace seconds, then stop."""
         if self._stopped.is_set():
             return
+        _live.discard(self)
         with _running_lock:
             if self._key is not None and _running.get(self._key) is self:
                 del _running[self._key]
@@ -258,8 +264,11 @@ class RunningServer:
     async def _stop_aio(self, grace: float) -> None:
         await self._aio_server.stop(grace)
         # Calls gRPC cancelled may leave their tasks a step from done: end them here, or closing the
-        # loop would destroy them pending (and asyncio log it).
-        left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        # loop would destroy them pending (and asyncio log it). Most end by themselves at once (the
+        # store's shutdown ended every Watch); cancelling one still running prints gRPC's traceback.
+        left = {task for task in asyncio.all_tasks() if task is not asyncio.current_task()}
+        if left:
+            _, left = await asyncio.wait(left, timeout=_TASKS_FINISH)
         for task in left:
             task.cancel()
         if left:
@@ -319,7 +328,8 @@ def start_server(
     client certificates signed by that CA (mutual TLS). A host other than loopback without tls is
     refused (ValueError) unless insecure=True. auth_tokens (an AuthTokens, or the path of a token file
     of NAME:TOKEN lines) requires a bearer token on every call but health's, and each session then
-    belongs to the caller that made it; with mutual TLS and no tokens, the certificate's subject is the caller.
+    belongs to the caller that made it; with mutual TLS and no tokens, the client certificate's SPIFFE ID
+    (its spiffe:// URI SAN), else its subject, is the caller.
     """
     refusal = None if tls is not None or insecure else plaintext_refusal(host)
     if refusal is not None:
@@ -366,7 +376,13 @@ def _callers(auth_tokens: AuthTokens | str | os.PathLike[str] | None, tls: TLS |
     return Callers(tokens, mutual_tls=mutual_tls)
 
 
-@atexit.register
 def _stop_all() -> None:
-    for server in list(_running.values()):
-        server.stop(grace=0)
+    for server in list(_live):
+        server.stop(grace=_EXIT_GRACE)
+
+
+# At exit the interpreter joins every thread that is not a daemon before it runs atexit's functions,
+# and a server thread serving a Watch (the panel's own, say) never ends by itself: the servers must
+# stop first. threading's exit functions run before that join, newest first, so this one is
+# registered after concurrent.futures.thread's (imported above), which joins every ThreadPoolExecutor's threads.
+threading._register_atexit(_stop_all)  # type: ignore[attr-defined]

@@ -1,7 +1,9 @@
-"""Callers: bearer tokens, certificate subjects, sessions owned by the caller that made them."""
+"""Callers: bearer tokens, certificates' SPIFFE IDs and subjects, sessions owned by the caller that made them."""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import secrets
 import signal
 import threading
@@ -14,6 +16,10 @@ import pytest
 import trustme
 from conftest import FakeClock
 from contracts import rpc_error, trailing
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -25,7 +31,13 @@ from remotecalc.article import calc_pb2, calc_pb2_grpc
 from remotecalc.auth import TokenFileError
 from remotecalc.cli import main
 from remotecalc.client import uuid7
-from remotecalc.errors import CredentialsMissing, CredentialsUnknown, DeadlineExceeded, SessionNotFound
+from remotecalc.errors import (
+    CertificateAnonymous,
+    CredentialsMissing,
+    CredentialsUnknown,
+    DeadlineExceeded,
+    SessionNotFound,
+)
 from remotecalc.v1 import calculator_pb2 as pb
 from remotecalc.v1 import calculator_pb2_grpc as pb_grpc
 from remotecalc.widgets import CalculatorPanel
@@ -245,7 +257,7 @@ def test_an_apply_id_reused_by_another_caller_is_not_answered_from_the_first_cal
         assert v1.CloseSession(close, metadata=bearer(ALICE)).step_count == 1
 
 
-# -- mutual TLS: the certificate's subject is the caller ----------------------------------------
+# -- mutual TLS: the certificate's SPIFFE ID, else its subject, is the caller ------------------------
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +265,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A CA, a server certificate for 127.0.0.1, and two client certificates with different subjects."""
     ca = trustme.CA()
     folder = tmp_path_factory.mktemp("pki")
+    ca.private_key_pem.write_to_path(str(folder / "ca_key.pem"))
     files = {name: folder / f"{name}.pem" for name in ("ca", "cert", "key", "a", "a_key", "b", "b_key")}
     ca.cert_pem.write_to_path(str(files["ca"]))
     served = ca.issue_cert("127.0.0.1")
@@ -281,6 +294,138 @@ def test_two_client_certificates_are_two_callers(pki: dict[str, Path], core: str
             assert refused.value.message == "no live session has this token: it was closed, expired or never made"
             assert b.create(1).add(1) == 2
             assert session.add(1) == 6
+
+
+def issue(
+    pki: dict[str, Path], name: str, *, subject: str = "", uris: tuple[str, ...] = (), others: tuple[Any, ...] = ()
+) -> Path:
+    """A client certificate signed by pki's CA, its key beside it (trustme makes none without subject or with URIs)."""
+    ca_cert = x509.load_pem_x509_certificate(pki["ca"].read_bytes())
+    ca_key: Any = serialization.load_pem_private_key((pki["ca"].parent / "ca_key.pem").read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    names = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)] if subject else [])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(names)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    )
+    alternatives: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri) for uri in uris]
+    alternatives += others
+    if alternatives:
+        # RFC 5280: a certificate with an empty subject carries its names in a critical SAN.
+        builder = builder.add_extension(x509.SubjectAlternativeName(alternatives), critical=not subject)
+    folder = pki["ca"].parent
+    (folder / f"{name}.pem").write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    (folder / f"{name}_key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return folder / f"{name}.pem"
+
+
+@pytest.fixture
+def mutual(pki: dict[str, Path], core: str) -> Iterator[Callable[[Path], remotecalc.Client]]:
+    """A mutual TLS server without tokens on each core, and how to connect to it holding a certificate."""
+    tls = TLS(cert=pki["cert"], key=pki["key"], client_ca=pki["ca"])
+    with start_server(port=0, core=core, clock=FakeClock(), tls=tls) as served:  # type: ignore[arg-type]
+
+        def holding(cert: Path) -> remotecalc.Client:
+            key = cert.with_name(f"{cert.stem}_key.pem")
+            return remotecalc.connect(served, root_certificates=pki["ca"], client_cert=cert, client_key=key)
+
+        yield holding
+
+
+def test_two_spiffe_certificates_with_empty_subjects_are_two_callers(
+    pki: dict[str, Path], mutual: Callable[[Path], remotecalc.Client]
+) -> None:
+    alice = issue(pki, "spiffe_alice", uris=("spiffe://example.org/ns/prod/sa/alice",))
+    bob = issue(pki, "spiffe_bob", uris=("spiffe://example.org/ns/prod/sa/bob",))
+    with mutual(alice) as as_alice, mutual(bob) as as_bob:
+        session = as_alice.create(5)
+        with pytest.raises(SessionNotFound) as refused:
+            as_bob.session(session.token).add(1)
+        assert refused.value.message == "no live session has this token: it was closed, expired or never made"
+        with pytest.raises(SessionNotFound):
+            list(as_bob.session(session.token).history())
+        assert as_bob.create(1).add(1) == 2
+        assert session.add(1) == 6
+
+
+def test_the_spiffe_id_names_the_caller_whatever_the_subject(
+    pki: dict[str, Path], mutual: Callable[[Path], remotecalc.Client]
+) -> None:
+    spiffe_id = "spiffe://example.org/ns/prod/sa/carol"
+    first = issue(pki, "carol_first", subject="carol-2024", uris=(spiffe_id,))
+    renewed = issue(pki, "carol_renewed", subject="carol-2025", uris=(spiffe_id,))
+    same_subject = issue(pki, "not_carol", subject="carol-2024", uris=("spiffe://example.org/ns/prod/sa/dave",))
+    with mutual(first) as before, mutual(renewed) as after, mutual(same_subject) as other:
+        session = before.create(1)
+        assert after.session(session.token).add(1) == 2
+        with pytest.raises(SessionNotFound):
+            other.session(session.token).add(1)
+
+
+def test_without_a_spiffe_id_the_subject_names_the_caller(
+    pki: dict[str, Path], mutual: Callable[[Path], remotecalc.Client]
+) -> None:
+    erin = issue(pki, "erin", subject="erin", others=(x509.DNSName("erin.example.org"),))
+    also_erin = issue(pki, "erin_again", subject="erin")
+    frank = issue(pki, "frank", subject="frank", others=(x509.DNSName("erin.example.org"),))
+    with mutual(erin) as as_erin, mutual(also_erin) as again, mutual(frank) as as_frank:
+        session = as_erin.create(1)
+        assert again.session(session.token).add(1) == 2
+        with pytest.raises(SessionNotFound):
+            as_frank.session(session.token).add(1)
+
+
+@pytest.mark.parametrize(
+    ("names", "says"),
+    [
+        ({}, "it has neither a SPIFFE ID (a spiffe:// URI SAN) nor a subject"),
+        ({"others": (x509.DNSName("nobody.example.org"),)}, "it has neither a SPIFFE ID (a spiffe:// URI SAN) nor"),
+        ({"others": (x509.RFC822Name("nobody@example.org"),)}, "it has neither a SPIFFE ID (a spiffe:// URI SAN) nor"),
+        ({"others": (x509.IPAddress(ipaddress.ip_address("127.0.0.9")),)}, "it has neither a SPIFFE ID"),
+        ({"uris": ("https://example.org/nobody",)}, "it has neither a SPIFFE ID (a spiffe:// URI SAN) nor a subject"),
+        ({"uris": ("spiffe://example.org/a", "spiffe://example.org/b")}, "not one valid SPIFFE ID"),
+        ({"subject": "grace", "uris": ("spiffe://example.org/a", "https://a.example")}, "not one valid SPIFFE ID"),
+    ],
+)
+def test_a_certificate_naming_no_one_caller_is_refused(
+    pki: dict[str, Path], mutual: Callable[[Path], remotecalc.Client], names: dict[str, Any], says: str
+) -> None:
+    nobody = issue(pki, "nobody", **names)
+    with mutual(nobody) as anonymous:
+        with pytest.raises(CertificateAnonymous) as refused:
+            anonymous.create(1)
+        with pytest.raises(CertificateAnonymous):
+            list(anonymous.session("a" * 22).watch())
+    assert refused.value.code is grpc.StatusCode.UNAUTHENTICATED and refused.value.reason == "CERTIFICATE_ANONYMOUS"
+    assert says in refused.value.message
+    assert "Error" not in refused.value.message and "Traceback" not in refused.value.message
+
+
+def test_a_raw_client_hears_why_its_certificate_is_refused(pki: dict[str, Path], core: str) -> None:
+    nobody = issue(pki, "raw_nobody", others=(x509.DNSName("nobody.example.org"),))
+    tls = TLS(cert=pki["cert"], key=pki["key"], client_ca=pki["ca"])
+    holder = grpc.ssl_channel_credentials(
+        pki["ca"].read_bytes(), nobody.with_name("raw_nobody_key.pem").read_bytes(), nobody.read_bytes()
+    )
+    served = start_server(port=0, core=core, clock=FakeClock(), tls=tls)  # type: ignore[arg-type]
+    with served, grpc.secure_channel(served.address, holder) as channel:
+        article = calc_pb2_grpc.CalculatorStub(channel)
+        error: Any = rpc_error(lambda: article.Create(calc_pb2.Number(value=1), timeout=TIMEOUT))
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
+    assert error.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert error.details().startswith("the client certificate names no caller")
+    assert (error_info(error).reason, error_info(error).domain) == ("CERTIFICATE_ANONYMOUS", "remotecalc.dev")
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_with_tokens_and_mutual_tls_the_token_names_the_caller(pki: dict[str, Path]) -> None:
