@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import grpc
 
@@ -66,7 +67,7 @@ def explain_unreachable(details: str, *, secure: bool, client_cert: bool) -> str
         )
     if "connection refused" in lowered:
         refused = _REFUSED.search(details)
-        where = "that address" if refused is None else refused.group(1)
+        where = "that address" if refused is None else unquote(refused.group(1))
         return f"nothing is listening at {where} (connection refused): is the server running there? gRPC: {details}"
     # Closed while connecting, before any call: a TLS server closes a plaintext connection at once, and
     # one without a client certificate it requires. Closed later, it is a server that went away.

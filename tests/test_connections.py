@@ -12,7 +12,7 @@ from processes import WAIT, Served
 
 import remotecalc
 
-_LISTENING = re.compile(r"listening on (\S+) with (\d+) workers, pids ([\d ]+) \(")
+_LISTENING = re.compile(r"listening on (\S+) with .*?(\d+) worker processes \(pids ([\d ]+)\) \(")
 _ESTABLISHED = "01"
 
 
