@@ -1,8 +1,9 @@
 """Unary Apply from many concurrent callers, each a client of its own, spread over two load processes.
 
-Each caller has its own connection: `--workers` balances connections, not calls, so callers sharing
-one connection would all land on one worker. The processes are forked: call this from a process that
-has not opened a gRPC channel (run.py's orchestrator never does).
+Each caller has its own connection, as every `remotecalc.connect()` client has (its own subchannels:
+gRPC would otherwise share one connection between the channels of a process): `--workers` balances
+connections, not calls, so callers sharing one connection would all land on one worker. The processes
+are forked: call this from a process that has not opened a gRPC channel (run.py's orchestrator never does).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -18,11 +19,14 @@ import grpc
 from .auth import AUTHORIZATION_KEY, TOKEN_VARIABLE, token_problem
 from .errors import (
     INDEX_KEY,
+    MAX_REQUEST_BYTES,
     REASON_KEY,
+    BatchTooLarge,
     OutcomeUnknown,
     RemoteCalcError,
     SessionNotFound,
     StepsNotKept,
+    Unavailable,
     error_for,
 )
 from .model import Operator, Snapshot, Step, Update
@@ -59,7 +63,16 @@ _RETRY_POLICY = {
 _ROUND_ROBIN: list[dict[str, dict[str, str]]] = [{"round_robin": {}}]
 # A broken Watch is opened again after these pauses (the last one repeats), within the client's timeout.
 _RESUME_BACKOFF = (0.05, 0.1, 0.2, 0.4, 0.8)
-_MAX_RECONNECT_MS = 1000
+_CONNECTION_OPTIONS = [
+    # gRPC shares connections between channels with the same target and options in one process:
+    # clients would then all talk to one `--workers` process (it balances connections, not calls).
+    ("grpc.use_local_subchannel_pool", 1),
+    # A server that comes back is reached within a second: gRPC's reconnect backoff would grow from
+    # 1 s to 120 s (after a 20 s outage, callers came back 6 to 7 s after it listened again). It starts
+    # at 1 s as gRPC's does: sooner, the client's own retries would see a second pass over a name's
+    # addresses, whose last error (say ::1 refused) hides the first's (127.0.0.1 closed in the handshake).
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 def _service_config(*, retries: bool, balanced: bool) -> str:
@@ -125,12 +138,10 @@ class Client:
         self.timeout = timeout
         self.on_call = on_call
         channel_target, balanced = grpc_target(self.target)
-        # A replica that comes back is used again within a second (gRPC's reconnect backoff grows to 120 s).
-        reconnect = [("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_MS)] if balanced else []
         self._channel = _channel(
             channel_target,
             credentials,
-            [("grpc.service_config", _service_config(retries=True, balanced=balanced)), *reconnect],
+            [("grpc.service_config", _service_config(retries=True, balanced=balanced)), *_CONNECTION_OPTIONS],
         )
         self._stub = pb_grpc.CalculatorStub(self._channel)
         self._watch_channel = _channel(
@@ -139,10 +150,11 @@ class Client:
             [
                 ("grpc.enable_retries", 0),
                 ("grpc.service_config", _service_config(retries=False, balanced=balanced)),
-                *reconnect,
+                *_CONNECTION_OPTIONS,
             ],
         )
         self._watch_stub = pb_grpc.CalculatorStub(self._watch_channel)
+        self._closed = False
 
     def create(self, value: float = 0.0) -> Session:
         """Open a session holding value."""
@@ -157,6 +169,7 @@ class Client:
 
     def close(self) -> None:
         """Close the connection; sessions on the server stay open."""
+        self._closed = True
         self._channel.close()
         self._watch_channel.close()
 
@@ -235,12 +248,21 @@ class Session:
         return self.client._call("Apply", request, f"{op.symbol} {operand:g}", result)
 
     def apply_many(self, operations: Iterable[Operation]) -> float:
-        """Apply (operator, operand) pairs in one call, all or nothing; return the new value."""
+        """Apply (operator, operand) pairs in one call, all or nothing; return the new value.
+
+        A batch is at most 4 MiB as sent (about 322,000 operations): a larger one raises BatchTooLarge
+        before anything is sent.
+        """
         messages = [
             pb.Operation(operator=pb.Operator.ValueType(Operator.parse(op)), operand=operand)
             for op, operand in operations
         ]
         request = pb.ApplyBatchRequest(token=self.token, operations=messages, request_id=_request_id())
+        # An operation takes at most 13 bytes: only a batch that may not fit is measured (20 ms at 4 MB).
+        if len(messages) * 13 + len(self.token) + 100 > MAX_REQUEST_BYTES:
+            size = request.ByteSize()
+            if size > MAX_REQUEST_BYTES:
+                raise BatchTooLarge.of(size, len(messages))
         return self.client._call("ApplyBatch", request, f"{len(messages)} operations", _value)
 
     def state(self) -> Snapshot:
@@ -290,9 +312,10 @@ class Session:
 class Watch:
     """An iterator of a session's Updates; cancel() or leave the with block to stop it.
 
-    When the stream breaks (UNAVAILABLE: its replica died or is stopping), the watch opens it again,
-    on any replica the client reaches, after the last step it delivered: the loop sees every step
-    once, in order. It gives up with Unavailable when no replica answers within the client's timeout
+    When the stream breaks (UNAVAILABLE: its replica died or is stopping; or any end that is not
+    remotecalc's own, such as a proxy resetting a quiet stream with INTERNAL), the watch opens it
+    again, on any replica the client reaches, after the last step it delivered: the loop sees every
+    step once, in order. It gives up with Unavailable when no replica answers within the client's timeout
     (with timeout None it keeps trying until cancelled), and with StepsNotKept when the server no
     longer has every step it missed.
     """
@@ -326,30 +349,44 @@ class Watch:
         broken_since: float | None = None
         attempts = 0
         while True:
+            closed = False
             try:
                 for message in self._call:
                     if broken_since is not None:
                         broken_since, attempts = None, 0
                         self._tell(None)
                     update = self._fresh(_update(message))
+                    closed = message.closed
                     if update is not None:
                         self.last_step = max(update.step_count, self.last_step or 0)
                         self._greeted = True
                         yield update
-                return
+                if closed or self._stopped.is_set():
+                    return
+                # Only remotecalc's closed update ends a stream well: something between ended this one.
+                broken: RemoteCalcError = Unavailable(f"the stream ended before the session closed{self._resuming()}")
+                cause: grpc.RpcError | None = None
             except grpc.RpcError as error:
                 if self._stopped.is_set():
                     return
-                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                if not _broken_stream(error) or self._client._closed:
                     raise _translate(error, self._client) from error
-                if broken_since is None:
-                    broken_since = time.monotonic()
-                    self._tell(_translate(error, self._client))
-                attempts += 1
-                if not self._reopen(broken_since, attempts):
-                    if self._stopped.is_set():
-                        return
-                    raise _translate(error, self._client) from error
+                broken, cause = _translate(error, self._client), error
+                if broken.code_name != "UNAVAILABLE":
+                    # No reason from remotecalc: a proxy reset it (nginx's grpc_read_timeout on a quiet stream).
+                    broken.message = f"the stream was broken between client and server{self._resuming()}: {broken}"
+                    broken.args = (broken.message,)
+            if broken_since is None:
+                broken_since = time.monotonic()
+                self._tell(broken)
+            attempts += 1
+            if not self._reopen(broken_since, attempts):
+                if self._stopped.is_set():
+                    return
+                raise broken from cause
+
+    def _resuming(self) -> str:
+        return f"; resuming after step {self.last_step or 0}"
 
     def _tell(self, error: RemoteCalcError | None) -> None:
         if self.on_resume is not None:
@@ -536,6 +573,24 @@ def _snapshot(reply: Any) -> Snapshot:
     return Snapshot(session.token, session.value, session.step_count, history, session.initial_value)
 
 
+# How a stream is broken by what lies between client and server (a proxy, the connection): a Watch
+# resumes from these; with remotecalc's reason in the trailers, only UNAVAILABLE (stopping, store down).
+_BROKEN_STREAM = frozenset(
+    {grpc.StatusCode.INTERNAL, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED}
+)
+
+
+def _broken_stream(error: grpc.RpcError) -> bool:
+    """True when a Watch stream ended with error may be resumed: not a domain error of remotecalc's."""
+    call: Any = error
+    if call.code() == grpc.StatusCode.UNAVAILABLE:
+        return True
+    return call.code() in _BROKEN_STREAM and REASON_KEY not in dict(call.trailing_metadata() or ())
+
+
+_TOO_LARGE = re.compile(r"Received message larger than max \((\d+) vs\. \d+\)")
+
+
 def _translate(error: grpc.RpcError, client: Client) -> RemoteCalcError:
     call: Any = error
     metadata = dict(call.trailing_metadata() or ())
@@ -544,6 +599,13 @@ def _translate(error: grpc.RpcError, client: Client) -> RemoteCalcError:
     # Without the server's reason, UNAVAILABLE is gRPC's own text about the connection.
     if call.code() == grpc.StatusCode.UNAVAILABLE and REASON_KEY not in metadata:
         details = explain_unreachable(details, secure=client.secure, client_cert=client._client_cert)
+    sizes = _TOO_LARGE.search(details) if REASON_KEY not in metadata else None
+    if sizes is not None and call.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        # gRPC's own refusal, from a server or proxy that takes less than remotecalc's 4 MiB.
+        return BatchTooLarge(
+            f"the request is {int(sizes.group(1)):,} bytes, more than the server (or a proxy before it) takes: "
+            f"split the batch into smaller calls, each all or nothing on its own. gRPC: {details}"
+        )
     return error_for(
         call.code().name,
         details,

@@ -24,11 +24,19 @@ REASON_KEY = "remotecalc-error-reason"
 INDEX_KEY = "remotecalc-operation-index"
 #: The ErrorInfo domain of every error remotecalc sends.
 ERROR_DOMAIN = "remotecalc.dev"
+#: The largest request a server takes, in bytes (gRPC's default message limit); beyond it, BATCH_TOO_LARGE.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: About how many operations fit one batch (13 bytes each, and the token and request id).
+MAX_BATCH_OPERATIONS = 322_000
+#: The batch size the error advises splitting into.
+SPLIT_OPERATIONS = 300_000
 
 __all__ = [
     "ERROR_DOMAIN",
+    "MAX_REQUEST_BYTES",
     "Aborted",
     "AlreadyExists",
+    "BatchTooLarge",
     "BeyondLimit",
     "CallerGone",
     "Cancelled",
@@ -294,6 +302,25 @@ class ServerStopping(Unavailable):
     """The server is shutting down and refused the call before it did anything."""
 
     reason = "SERVER_STOPPING"
+
+
+class BatchTooLarge(ResourceExhausted):
+    """A request (a batch) larger than MAX_REQUEST_BYTES: split it into several calls."""
+
+    reason = "BATCH_TOO_LARGE"
+
+    @classmethod
+    def of(cls, size: int, operations: int | None = None) -> BatchTooLarge:
+        """The error for a request of size bytes: short for the wire, with how to split when operations is known."""
+        limit = f"over the limit of {MAX_REQUEST_BYTES:,} bytes (about {MAX_BATCH_OPERATIONS:,} operations)"
+        if operations is None:
+            return cls(f"the request is {size:,} bytes, {limit}: split the batch")
+        return cls(
+            f"this batch of {operations:,} operations is {size:,} bytes, {limit}: split it into calls of at "
+            f"most {SPLIT_OPERATIONS:,} operations, each all or nothing on its own, e.g. "
+            f"for start in range(0, len(operations), {SPLIT_OPERATIONS}): "
+            f"session.apply_many(operations[start : start + {SPLIT_OPERATIONS}])"
+        )
 
 
 class RequestExpired(FailedPrecondition):

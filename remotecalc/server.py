@@ -23,7 +23,7 @@ from .auth import AuthTokens, Callers
 from .errors import PortInUse
 from .guard import guards
 from .service import SERVICE_NAMES, add_services
-from .status import Gate
+from .status import RECEIVE_LIMIT, Gate
 from .stores import Store, open_store
 from .tls import TLS
 
@@ -44,6 +44,8 @@ _OPTIONS = [
     ("grpc.so_reuseport", 0),
     ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
     ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
+    # A request over 4 MiB reaches the handlers, which answer BATCH_TOO_LARGE instead of gRPC's raw text.
+    ("grpc.max_receive_message_length", RECEIVE_LIMIT),
 ]
 # Workers of one `remotecalc serve --workers N` share their port: their parent checked it was free
 # and holds it (remotecalc.workers), so they skip the probe and turn SO_REUSEPORT on.

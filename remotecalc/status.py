@@ -28,14 +28,16 @@ from .auth import Callers
 from .errors import (
     ERROR_DOMAIN,
     INDEX_KEY,
+    MAX_REQUEST_BYTES,
     REASON_KEY,
+    BatchTooLarge,
     InternalError,
     RemoteCalcError,
     RequestNotDecodable,
     ServerStopping,
 )
 
-__all__ = ["STATUS_DETAILS_KEY", "AsyncCore", "Gate", "Status", "SyncCore", "register", "status_of"]
+__all__ = ["RECEIVE_LIMIT", "STATUS_DETAILS_KEY", "AsyncCore", "Gate", "Status", "SyncCore", "register", "status_of"]
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +53,22 @@ class Status(NamedTuple):
     metadata: tuple[tuple[str, str | bytes], ...]
 
 
-class _Undecodable:
-    """What the deserializer returns for bytes that are not the method's request message."""
+class _Refused:
+    """What the deserializer returns for bytes a method never sees: the error its call ends with."""
+
+    def __init__(self, error: Callable[[], RemoteCalcError], name: str) -> None:
+        self.error = error
+        self._name = name
 
     def __repr__(self) -> str:
-        return "<undecodable request>"
+        return f"<{self._name} request>"
 
 
-UNDECODABLE: Any = _Undecodable()
 _NOT_DECODABLE = "the request is not a valid message of this method's request type"
+UNDECODABLE: Any = _Refused(lambda: RequestNotDecodable(_NOT_DECODABLE), "undecodable")
+#: The largest message gRPC hands the handlers (a server option): up to it, one over MAX_REQUEST_BYTES
+#: is answered BATCH_TOO_LARGE by remotecalc; beyond it, gRPC refuses it with its own text.
+RECEIVE_LIMIT = 4 * MAX_REQUEST_BYTES
 
 
 def status_of(error: BaseException) -> Status:
@@ -94,9 +103,12 @@ _RPC_CODES = {code: getattr(code_pb2, code.name) for code in grpc.StatusCode}
 
 
 def decoder(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-    """A request deserializer that returns UNDECODABLE instead of raising."""
+    """A request deserializer that returns a marker instead of raising, or for a request over MAX_REQUEST_BYTES."""
 
     def decode(data: bytes) -> Any:
+        if len(data) > MAX_REQUEST_BYTES:
+            size = len(data)
+            return _Refused(lambda: BatchTooLarge.of(size), "too large")
         try:
             return parse(data)
         except Exception:  # any failure to parse is the client's bad bytes
@@ -174,8 +186,8 @@ class SyncCore:
             try:
                 enter()
                 try:
-                    if request is UNDECODABLE:
-                        raise RequestNotDecodable(_NOT_DECODABLE)
+                    if type(request) is _Refused:
+                        raise request.error()
                     return method(request, context)
                 finally:
                     leave()
@@ -194,8 +206,8 @@ class SyncCore:
             try:
                 enter()
                 try:
-                    if request is UNDECODABLE:
-                        raise RequestNotDecodable(_NOT_DECODABLE)
+                    if type(request) is _Refused:
+                        raise request.error()
                     yield from method(request, context)
                 finally:
                     leave()
@@ -228,8 +240,8 @@ class AsyncCore:
             try:
                 enter()
                 try:
-                    if request is UNDECODABLE:
-                        raise RequestNotDecodable(_NOT_DECODABLE)
+                    if type(request) is _Refused:
+                        raise request.error()
                     return method(request, context)
                 finally:
                     leave()
@@ -252,8 +264,8 @@ class AsyncCore:
             try:
                 enter()
                 try:
-                    if request is UNDECODABLE:
-                        raise RequestNotDecodable(_NOT_DECODABLE)
+                    if type(request) is _Refused:
+                        raise request.error()
                     updates = iter(method(request, ends))
                     while (message := await loop.run_in_executor(None, next, updates, end)) is not end:
                         yield message

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import grpc
 
@@ -56,15 +58,23 @@ def channel_credentials(
 
 
 def explain_unreachable(details: str, *, secure: bool, client_cert: bool) -> str:
-    """gRPC's text for a connection that failed, led by what it likely means for TLS; unchanged otherwise."""
-    if "handshake" in details.lower():
+    """gRPC's text for a connection that failed or was lost, led by what it likely means; unchanged otherwise."""
+    lowered = details.lower()
+    if "handshake" in lowered:
         return (
             "TLS handshake failed: the server's certificate is not signed by the trusted roots "
             f"(root_certificates), or the server does not speak TLS. gRPC: {details}"
         )
-    # A TLS server closes a plaintext connection, or one without a client certificate it requires, at once.
-    if "socket closed" not in details.lower():
+    if "connection refused" in lowered:
+        refused = _REFUSED.search(details)
+        where = "that address" if refused is None else unquote(refused.group(1))
+        return f"nothing is listening at {where} (connection refused): is the server running there? gRPC: {details}"
+    # Closed while connecting, before any call: a TLS server closes a plaintext connection at once, and
+    # one without a client certificate it requires. Closed later, it is a server that went away.
+    if "socket closed" not in lowered:
         return details
+    if not lowered.startswith(_CONNECTING):
+        return f"the connection to the server was lost: it stopped, was killed, or the network dropped. gRPC: {details}"
     if not secure:
         return (
             "the server closed the connection: if it serves TLS, connect with tls=True or "
@@ -78,3 +88,8 @@ def explain_unreachable(details: str, *, secure: bool, client_cert: bool) -> str
     return (
         f"the server closed the connection during the TLS handshake: is client_cert signed by its CA? gRPC: {details}"
     )
+
+
+# gRPC's words (1.6x) for a call that found no connection it could make.
+_CONNECTING = "failed to connect to all addresses"
+_REFUSED = re.compile(r"(?:ipv4:|ipv6:)?(\[[^\]]+\]:\d+|[^\s;]+:\d+): [^;]*connection refused", re.IGNORECASE)

@@ -13,10 +13,12 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, free_port
 from contracts import ArticleCalls, Calls, V1Calls, reason_of, rpc_error
+from processes import Served
 
-from remotecalc import RunningServer, start_server
+import remotecalc
+from remotecalc import RunningServer, errors, start_server
 from remotecalc.v1 import calculator_pb2 as pb
 from remotecalc.v1 import calculator_pb2_grpc as pb_grpc
 
@@ -315,3 +317,42 @@ def test_an_unset_or_unknown_operator_is_invalid_argument(server: RunningServer)
             assert reason_of(error) == "INVALID_OPERAND"
             assert_short_and_clean(error.details())
         assert V1Calls(channel).read(token) == (1, 0, [])
+
+
+def test_every_error_class_is_importable_from_remotecalc() -> None:
+    classes = {
+        name: value
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, Exception) and value.__module__ == errors.__name__
+    }
+    assert len(classes) > 30
+    missing = sorted(name for name in classes if name not in remotecalc.__all__)
+    assert missing == [], f"in remotecalc.errors but not remotecalc.__all__: {missing}"
+    assert all(getattr(remotecalc, name) is cls for name, cls in classes.items())
+
+
+def test_a_refused_connection_says_nothing_is_listening_there() -> None:
+    port = free_port()
+    with remotecalc.connect(f"127.0.0.1:{port}", timeout=2) as client, pytest.raises(remotecalc.Unavailable) as refused:
+        client.create(0)
+    assert str(refused.value).startswith(f"nothing is listening at 127.0.0.1:{port} (connection refused)")
+
+
+def test_a_plaintext_server_killed_under_a_watch_is_told_as_a_lost_connection_not_tls() -> None:
+    served = Served("--port", "0")
+    heard: list[remotecalc.RemoteCalcError | None] = []
+    try:
+        address = served.address()
+        with remotecalc.connect(address, timeout=1) as client:
+            updates = iter(client.create(0).watch(on_resume=heard.append))
+            assert next(updates).step_count == 0
+            served.kill()  # SIGKILL
+            with pytest.raises(remotecalc.Unavailable) as gone:
+                next(updates)
+    finally:
+        served.kill()
+    assert len(heard) == 1 and heard[0] is not None
+    lost = str(heard[0])
+    print(f"on_resume heard: {lost}\nthe watch ended with: {gone.value}")
+    assert lost.startswith("the connection to the server was lost") and "TLS" not in lost
+    assert str(gone.value).startswith(f"nothing is listening at {address}")
