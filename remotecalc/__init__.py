@@ -1,4 +1,10 @@
-"""remotecalc: a stateful remote calculator over gRPC, to learn and use gRPC from a notebook."""
+"""remotecalc: a stateful remote calculator over gRPC, to learn and use gRPC from a notebook.
+
+The server (`start_server`, `RunningServer`) is imported on first use, so that a program that only
+connects loads no server, health, reflection or store module.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from .auth import AuthTokens, new_token
 from .client import CallRecord, Client, Session, Watch, connect
@@ -45,10 +51,23 @@ from .errors import (
     WatcherTooSlow,
 )
 from .model import Operator, Snapshot, Step, Update
-from .server import RunningServer, start_server
 from .tls import TLS
 
+if TYPE_CHECKING:
+    from .server import RunningServer, start_server
+
 __version__ = "0.1.0"
+
+_SERVER_NAMES = ("RunningServer", "start_server")
+
+
+def __getattr__(name: str) -> Any:
+    """The server's names, imported when first asked for."""
+    if name in _SERVER_NAMES:
+        from . import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "TLS",

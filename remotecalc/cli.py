@@ -16,11 +16,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import grpc
 
 from . import __version__
+from .addresses import is_loopback, plaintext_refusal
 from .article import calc_pb2, calc_pb2_grpc
 from .auth import AuthTokens, TokenFileError, new_token
 from .certificates import CertificateFiles, dates_problem, read_pem
 from .client import connect
-from .server import DEFAULT_HOST, DEFAULT_PORT, is_loopback, plaintext_refusal, start_server
+from .server import DEFAULT_HOST, DEFAULT_PORT, start_server
 from .stores import is_shared, open_store
 from .tls import TLS
 from .workers import follow_parent, quiet_after_listening, supervise

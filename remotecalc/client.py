@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
 import re
@@ -12,10 +11,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 
+from .addresses import Reachable, grpc_target, joined, loopback_only
 from .auth import AUTHORIZATION_KEY, TOKEN_VARIABLE, token_problem
 from .errors import (
     INDEX_KEY,
@@ -33,9 +33,6 @@ from .model import Operator, Snapshot, Step, Update
 from .tls import PemSource, channel_credentials, explain_unreachable
 from .v1 import calculator_pb2 as pb
 from .v1 import calculator_pb2_grpc as pb_grpc
-
-if TYPE_CHECKING:
-    from .server import RunningServer
 
 __all__ = ["DEFAULT_TIMEOUT", "CallRecord", "Client", "Session", "Watch", "connect", "grpc_target", "uuid7"]
 
@@ -103,7 +100,7 @@ class Client:
 
     def __init__(
         self,
-        target: str | RunningServer | Sequence[str | RunningServer],
+        target: str | Reachable | Sequence[str | Reachable],
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         on_call: Callable[[CallRecord], None] | None = None,
@@ -120,13 +117,13 @@ class Client:
         self.secure = credentials is not None
         self._client_cert = client_cert is not None
         #: What the client connects to: an address, "a,b" for several, or a gRPC target such as dns:///host:port.
-        self.target = _joined(target)
+        self.target = joined(target)
         if auth_token is None:
             auth_token = os.environ.get(TOKEN_VARIABLE) or None
         problem = None if auth_token is None else token_problem(auth_token)
         if problem is not None:
             raise ValueError(f"auth_token cannot be sent: {problem}")
-        if auth_token is not None and not self.secure and not _loopback_only(self.target):
+        if auth_token is not None and not self.secure and not loopback_only(self.target):
             raise ValueError(
                 f"refusing to send a bearer token in plaintext to {self.target}: connect with tls=True or "
                 "root_certificates=... (only a loopback address may be reached without TLS)"
@@ -445,7 +442,7 @@ class Watch:
 
 
 def connect(
-    target: str | RunningServer | Sequence[str | RunningServer],
+    target: str | Reachable | Sequence[str | Reachable],
     *,
     timeout: float | None = DEFAULT_TIMEOUT,
     tls: bool = False,
@@ -476,70 +473,6 @@ def _channel(target: str, credentials: grpc.ChannelCredentials | None, options: 
     if credentials is None:
         return grpc.insecure_channel(target, options=options)
     return grpc.secure_channel(target, credentials, options=options)
-
-
-def grpc_target(target: str) -> tuple[str, bool]:
-    """The gRPC channel target for target, and whether calls are balanced (round_robin) over its addresses.
-
-    "a:1,b:2" (IP addresses) becomes "ipv4:a:1,b:2" or "ipv6:[a]:1,[b]:2"; a "dns:" target balances over
-    every address its name resolves to; one plain address is left as it is.
-    """
-    if target.startswith("dns:"):
-        return target, True
-    parts = [part.strip() for part in target.split(",") if part.strip()]
-    if len(parts) <= 1:
-        return target, False
-    hosts = [_split_address(part) for part in parts]
-    families = {family for family, _, _ in hosts}
-    if len(families) != 1:
-        raise ValueError(
-            f"several addresses must all be IPv4 or all IPv6 literals, got {target!r}; "
-            "for a name that resolves to several replicas, use dns:///NAME:PORT"
-        )
-    family = families.pop()
-    if family == 4:
-        return "ipv4:" + ",".join(f"{host}:{port}" for _, host, port in hosts), True
-    return "ipv6:" + ",".join(f"[{host}]:{port}" for _, host, port in hosts), True
-
-
-def _split_address(address: str) -> tuple[int, str, int]:
-    """(IP version, host, port) of "host:port" or "[v6]:port"; ValueError for anything else."""
-    host, _, port = address.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    try:
-        ip = ipaddress.ip_address(host)
-        number = int(port)
-    except ValueError:
-        raise ValueError(
-            f"{address!r} is not IP:PORT; several addresses must be IP literals with ports "
-            "(for a name that resolves to several replicas, use dns:///NAME:PORT)"
-        ) from None
-    if not 0 < number < 65536:
-        raise ValueError(f"{address!r}: the port must be 1 to 65535")
-    return ip.version, str(ip), number
-
-
-def _loopback_only(target: str) -> bool:
-    """True when every address of target is loopback (a name is resolved by no one here: only localhost)."""
-    from .server import is_loopback
-
-    rest = target.removeprefix("dns:")
-    if rest.startswith("//"):
-        rest = rest[2:].partition("/")[2]  # dns://authority/host:port
-    rest = rest.removeprefix("ipv4:").removeprefix("ipv6:")
-    parts = [part.strip() for part in rest.split(",") if part.strip()]
-    return bool(parts) and all(is_loopback(part.rpartition(":")[0] or part) for part in parts)
-
-
-def _joined(target: str | RunningServer | Sequence[str | RunningServer]) -> str:
-    if isinstance(target, str):
-        return target
-    if isinstance(target, Sequence):
-        addresses = [item if isinstance(item, str) else item.address for item in target]
-        if not addresses:
-            raise ValueError("no address to connect to")
-        return ",".join(addresses)
-    return target.address
 
 
 def uuid7(unix_ms: int | None = None) -> uuid.UUID:

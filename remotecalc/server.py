@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import os
 import socket
 import threading
@@ -19,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .addresses import host_port, is_loopback, plaintext_refusal
 from .auth import AuthTokens, Callers
 from .errors import PortInUse
 from .guard import guards
@@ -27,7 +27,15 @@ from .status import RECEIVE_LIMIT, Gate
 from .stores import Store, open_store
 from .tls import TLS
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "RunningServer", "is_loopback", "plaintext_refusal", "start_server"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "RunningServer",
+    "bind_error",
+    "is_loopback",
+    "plaintext_refusal",
+    "start_server",
+]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -80,36 +88,12 @@ _running_lock = threading.Lock()
 _live: weakref.WeakSet[RunningServer] = weakref.WeakSet()
 
 
-def is_loopback(host: str) -> bool:
-    """True for a host only this machine can reach: localhost, 127.0.0.0/8 or ::1."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def plaintext_refusal(host: str) -> str | None:
-    """Why serving host without TLS is refused unless insecure is asked for; None on loopback."""
-    if is_loopback(host):
-        return None
-    return (
-        f"refusing to listen on {host} without TLS: anyone who reaches it could read calls and tokens "
-        "(give a TLS certificate, or --insecure / insecure=True on a network you trust)"
-    )
-
-
-def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _bind_error(host: str, port: int) -> OSError | None:
+def bind_error(host: str, port: int) -> OSError | None:
     """Why host:port cannot be listened on, found by binding a probe socket; None if it can."""
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as error:
-        return OSError(errno.EADDRNOTAVAIL, f"cannot listen on {_address(host, port)}: {error.strerror}")
+        return OSError(errno.EADDRNOTAVAIL, f"cannot listen on {host_port(host, port)}: {error.strerror}")
     failures: list[OSError] = []
     for family, kind, protocol, _, address in addresses:
         with socket.socket(family, kind, protocol) as probe:
@@ -119,11 +103,11 @@ def _bind_error(host: str, port: int) -> OSError | None:
                 probe.bind(address)
             except OSError as error:
                 if error.errno == errno.EADDRINUSE:
-                    return PortInUse(errno.EADDRINUSE, f"cannot listen on {_address(host, port)}: the port is in use")
+                    return PortInUse(errno.EADDRINUSE, f"cannot listen on {host_port(host, port)}: the port is in use")
                 failures.append(error)
     # gRPC listens if any of the host's addresses binds ("localhost" without IPv6, say).
     if failures and len(failures) == len(addresses):
-        return OSError(failures[0].errno, f"cannot listen on {_address(host, port)}: {failures[0].strerror}")
+        return OSError(failures[0].errno, f"cannot listen on {host_port(host, port)}: {failures[0].strerror}")
     return None
 
 
@@ -133,18 +117,18 @@ def _listen(
     # Read before probing: a missing certificate file is the error to report, not the port.
     credentials = None if tls is None else tls.server_credentials()
     # Probing first keeps gRPC from logging its own error line before ours.
-    refusal = None if shared else _bind_error(host, port)
+    refusal = None if shared else bind_error(host, port)
     if refusal is not None:
         raise refusal
     try:
         if credentials is None:
-            bound = server.add_insecure_port(_address(host, port))
+            bound = server.add_insecure_port(host_port(host, port))
         else:
-            bound = server.add_secure_port(_address(host, port), credentials)
+            bound = server.add_secure_port(host_port(host, port), credentials)
     except RuntimeError:
         bound = 0
     if bound == 0:
-        raise _bind_error(host, port) or OSError(f"cannot listen on {_address(host, port)}")
+        raise bind_error(host, port) or OSError(f"cannot listen on {host_port(host, port)}")
     return bound
 
 
@@ -227,7 +211,7 @@ class RunningServer:
     @property
     def address(self) -> str:
         """Where clients connect: host:port."""
-        return _address(self.host, self.port)
+        return host_port(self.host, self.port)
 
     @property
     def running(self) -> bool:

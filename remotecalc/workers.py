@@ -29,7 +29,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import IO
 
-from .server import _address, _bind_error
+from .addresses import host_port
+from .server import bind_error
 
 __all__ = [
     "PARENT_ENV",
@@ -175,7 +176,7 @@ def supervise(
     summary says what the workers serve with, in the listening line; clock times the restart
     window and each worker's start (a test passes its own).
     """
-    refusal = _bind_error(host, port)
+    refusal = bind_error(host, port)
     if refusal is not None:
         print(f"remotecalc: {refusal.strerror or refusal}", file=err)
         return 1
@@ -227,7 +228,7 @@ def supervise(
                 pids = " ".join(str(worker.pid) for worker in workers)
                 served = f"{summary}, " if summary else ""
                 print(
-                    f"remotecalc listening on {_address(host, port)} with {served}{count} worker processes "
+                    f"remotecalc listening on {host_port(host, port)} with {served}{count} worker processes "
                     f"(pids {pids}) (Ctrl-C to stop)",
                     file=out,
                     flush=True,

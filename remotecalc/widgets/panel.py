@@ -35,7 +35,7 @@ from .entry import NotANumber, parse_number
 from .view import SessionView
 
 if TYPE_CHECKING:
-    from ..server import RunningServer
+    from ..addresses import Reachable
 
 __all__ = ["OPERATORS", "CalculatorPanel", "wait_for"]
 
@@ -73,7 +73,7 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
     Enter in the number field repeats the operator of the session's last step with the number typed.
 
     target is a server address ("127.0.0.1:3000"), several replicas' ("a:1,b:2" or a list, balanced as
-    remotecalc.connect does; a broken Watch resumes on another) or a RunningServer. With token, the panel
+    remotecalc.connect does; a broken Watch resumes on another) or a Reachable. With token, the panel
     attaches to that session; without, it opens a session holding initial_value at once, so that
     ``CalculatorPanel(server, token=panel.token)`` right after always joins panel's session.
     """
@@ -95,7 +95,7 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
 
     def __init__(
         self,
-        target: str | RunningServer | Sequence[str | RunningServer],
+        target: str | Reachable | Sequence[str | Reachable],
         *,
         token: str | None = None,
         initial_value: float = 0.0,
