@@ -21,6 +21,7 @@ from .article import calc_pb2, calc_pb2_grpc
 from .auth import AuthTokens, TokenFileError, new_token
 from .certificates import CertificateFiles, dates_problem, read_pem
 from .client import connect
+from .connections import FEW_OPEN_FILES
 from .server import DEFAULT_HOST, DEFAULT_PORT, start_server
 from .stores import is_shared, open_store
 from .tls import TLS
@@ -72,6 +73,13 @@ def serve(
     except (ImportError, ValueError) as error:
         print(f"remotecalc: {error}", file=sys.stderr)
         return 2
+    if server.open_file_limit < FEW_OPEN_FILES:
+        print(
+            f"remotecalc: warning: this process may open only {server.open_file_limit} files, so it can hold about "
+            f"{server.open_file_limit - 64} connections at once; raise the hard limit (systemd LimitNOFILE=, "
+            "ulimit -Hn as root)",
+            file=sys.stderr,
+        )
     summary = describe(core=core, store=store, tls=tls, auth_tokens=auth_tokens)
     print(f"remotecalc listening on {server.address} with {summary}, 1 process (Ctrl-C to stop)", flush=True)
     if shared_port:

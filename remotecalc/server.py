@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .addresses import host_port, is_loopback, plaintext_refusal
 from .auth import AuthTokens, Callers
+from .connections import IDLE_CONNECTION_TIMEOUT, connection_options, raise_open_file_limit
 from .errors import PortInUse
 from .guard import guards
 from .service import SERVICE_NAMES, add_services
@@ -157,7 +158,10 @@ class RunningServer:
         shared_port: bool = False,
         tls: TLS | None = None,
         callers: Callers | None = None,
+        idle_connection_timeout: float = IDLE_CONNECTION_TIMEOUT,
     ) -> None:
+        #: How many files (so connections) this process may hold open: its soft limit, raised to the hard one.
+        self.open_file_limit = raise_open_file_limit()
         #: How clients reach this server: TLS with these files, or plaintext when None.
         self.tls = tls
         #: Who calls come from (bearer tokens or client certificates); None: everyone is one anonymous caller.
@@ -167,7 +171,8 @@ class RunningServer:
         #: Where this server's sessions live (the in-memory engine by default).
         self.engine = engine
         self._shared_port = shared_port
-        options = _WORKER_OPTIONS if shared_port else _OPTIONS
+        self._options = [*(_WORKER_OPTIONS if shared_port else _OPTIONS), *connection_options(idle_connection_timeout)]
+        options = self._options
         self.host = host
         self.core: Core = core
         self._stopped = threading.Event()
@@ -199,7 +204,7 @@ class RunningServer:
 
     async def _start_aio(self, host: str, port: int) -> int:
         self._aio_server = grpc.aio.server(
-            options=_WORKER_OPTIONS if self._shared_port else _OPTIONS,
+            options=self._options,
             interceptors=guards(self.callers, asynchronous=True),
         )
         self._services(self._aio_server, self.engine, asynchronous=True, gate=self._gate, **self._service_options)
@@ -300,6 +305,7 @@ def start_server(
     tls: TLS | None = None,
     insecure: bool = False,
     auth_tokens: AuthTokens | str | os.PathLike[str] | None = None,
+    idle_connection_timeout: float = IDLE_CONNECTION_TIMEOUT,
 ) -> RunningServer:
     """Start a server in background threads; the same arguments again return the running one.
 
@@ -313,13 +319,14 @@ def start_server(
     refused (ValueError) unless insecure=True. auth_tokens (an AuthTokens, or the path of a token file
     of NAME:TOKEN lines) requires a bearer token on every call but health's, and each session then
     belongs to the caller that made it; with mutual TLS and no tokens, the client certificate's SPIFFE ID
-    (its spiffe:// URI SAN), else its subject, is the caller.
+    (its spiffe:// URI SAN), else its subject, is the caller. idle_connection_timeout closes a connection
+    with no call open after that many seconds (its client reconnects by itself on its next call).
     """
     refusal = None if tls is not None or insecure else plaintext_refusal(host)
     if refusal is not None:
         raise ValueError(refusal)
     key: tuple[object, ...] = (host, port, max_sessions, idle_timeout, history_limit, clock, core, max_workers)
-    key += (store, services, shared_port, tls, auth_tokens)
+    key += (store, services, shared_port, tls, auth_tokens, idle_connection_timeout)
     with _running_lock:
         existing = _running.get(key)
         if existing is not None and existing.running:
@@ -344,6 +351,7 @@ def start_server(
             shared_port=shared_port,
             tls=tls,
             callers=callers,
+            idle_connection_timeout=idle_connection_timeout,
         )
         engine.start()
         server._key = key
