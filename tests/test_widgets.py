@@ -603,3 +603,22 @@ def test_enter_in_the_field_repeats_the_last_steps_operator(panel: CalculatorPan
     click(panel, "answer")
     click(panel, "enter", "1")
     assert shown(panel, "error") == "No session: click New session first"
+
+
+def test_a_batch_beyond_the_kept_history_leaves_the_panel_connected_with_the_value_after_it(
+    panel: CalculatorPanel, client: Client
+) -> None:
+    """5,000 steps at once: the server keeps 1,000, so the Watch cannot bring them all; the panel catches up."""
+    assert panel.wait_for(lambda: panel.status == "connected")
+    assert panel.token is not None
+    session = client.session(panel.token)
+    session.apply_many([("+", 1)] * 5_000)
+    assert panel.wait_for(lambda: panel.step_count == 5_000 and panel.status == "connected", timeout=30)
+    assert shown(panel, "value") == "5000"
+    assert shown(panel, "history_note") == "the newest 200 of 5,000 steps"
+    assert [row[0] for row in history(panel)[:2]] == ["5000", "4999"]
+    # The stream that could not bring them ended FAILED_PRECONDITION, and a new one carries on.
+    assert any(method == "WatchSession" and code == "FAILED_PRECONDITION" for method, _, code, _ in log(panel))
+    session.add(1)
+    assert panel.wait_for(lambda: panel.value == 5_001)
+    assert panel.status == "connected"

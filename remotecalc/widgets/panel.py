@@ -25,7 +25,7 @@ import ipywidgets as widgets  # type: ignore[import-untyped]
 import traitlets
 
 from ..client import DEFAULT_TIMEOUT, CallRecord, Client, Session, Watch
-from ..errors import DeadlineExceeded, RemoteCalcError, SessionNotFound, Unavailable
+from ..errors import DeadlineExceeded, RemoteCalcError, SessionNotFound, StepsNotKept, Unavailable
 from ..model import Operator, Update
 from ..tls import PemSource
 from . import render
@@ -359,9 +359,14 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
     def _read_stream(self, stream: _Stream) -> None:
         started = time.perf_counter()
         code = render.WATCH_CLOSED
+        behind = False
         try:
             for update in stream.watch:
                 self._take_update(stream.generation, update)
+        except StepsNotKept as error:
+            # More steps at once than the server keeps (a batch of thousands): the panel reads the
+            # session as it is now and watches on from there; the history says which steps it shows.
+            code, behind = error.code_name, not stream.cancelled
         except Exception as error:  # the stream's end belongs in the panel, not on the console
             if not stream.cancelled:
                 code = error.code_name if isinstance(error, RemoteCalcError) else "UNKNOWN"
@@ -373,6 +378,25 @@ class CalculatorPanel(widgets.VBox):  # type: ignore[misc]
             )
             if not self._closed:
                 self._render()
+        if behind:
+            self._catch_up(stream)
+
+    def _catch_up(self, stream: _Stream) -> None:
+        """Read the session now and watch it from there, keeping the view: the steps between are not kept."""
+        session = self._session
+        if session is None or session.token != stream.token:
+            return
+        try:
+            snapshot = session.state()
+        except Exception as error:  # as any failure of the stream: shown, never raised in this thread
+            self._failed(error, stream.generation, stream_lost=True)
+            return
+        with self._lock:
+            if stream.generation != self._generation or self._closed:
+                return
+            view = self._view
+            view.merge(snapshot.value, snapshot.step_count, snapshot.history)
+        self._switch_to(session, view, after_step=snapshot.step_count)
 
     def _resuming(self, generation: int, error: RemoteCalcError | None) -> None:
         """The Watch stream broke (error) and is being opened again, or was (None): say so."""
