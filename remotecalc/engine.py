@@ -187,6 +187,9 @@ class Engine:
     sweep_every seconds in a background thread; a call on an idle session finds it expired anyway.
     """
 
+    #: Its calls take microseconds in this process: an event loop may run them itself.
+    blocking = False
+
     def __init__(
         self,
         *,

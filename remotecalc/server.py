@@ -191,8 +191,9 @@ class RunningServer:
             self._server.start()
         else:
             self._loop = asyncio.new_event_loop()
-            # Each watch waits in a thread of the loop's executor: as many as the sync core's workers.
-            self._loop.set_default_executor(ThreadPoolExecutor(max_workers, thread_name_prefix="remotecalc-watch"))
+            # Each watch waits in a thread of the loop's executor, and so does each call to a store that waits on
+            # the network: open watches (at most max_workers - 4) leave as many threads again for such calls.
+            self._loop.set_default_executor(ThreadPoolExecutor(2 * max_workers, thread_name_prefix="remotecalc-aio"))
             self._thread = threading.Thread(target=self._loop.run_forever, name="remotecalc-aio", daemon=True)
             self._thread.start()
             try:

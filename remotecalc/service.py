@@ -218,6 +218,10 @@ def add_services(
     callers, when given, identifies the caller of every call (refusing one without valid credentials),
     and each session belongs to the caller that made it; without it everyone is one anonymous caller.
     """
-    core = (AsyncCore if asynchronous else SyncCore)(gate or Gate(), callers)
+    core: AsyncCore | SyncCore
+    if asynchronous:
+        core = AsyncCore(gate or Gate(), callers, offload=getattr(engine, "blocking", True))
+    else:
+        core = SyncCore(gate or Gate(), callers)
     register(server, calc_pb2_grpc.add_CalculatorServicer_to_server, ArticleCalculator(engine), core)
     register(server, pb_grpc.add_CalculatorServicer_to_server, CalculatorV1(engine), core)

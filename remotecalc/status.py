@@ -224,16 +224,22 @@ def _abort(context: grpc.ServicerContext, error: Exception) -> None:
 
 
 class AsyncCore:
-    """Wraps methods for grpc.aio.server: unary ones run on the loop, streams wait in threads."""
+    """Wraps methods for grpc.aio.server: unary ones run on the loop, streams wait in threads.
 
-    def __init__(self, gate: Gate, callers: Callers | None = None) -> None:
+    offload is for a store whose calls wait on the network (Redis): they run in threads too, so that
+    the loop never waits with them.
+    """
+
+    def __init__(self, gate: Gate, callers: Callers | None = None, *, offload: bool = False) -> None:
         self._gate = gate
         self._callers = callers
+        self._offload = offload
 
     def unary(self, method: Callable[..., Any]) -> Callable[[Any, Any], Any]:
         """method as a coroutine, counted by the gate, its exceptions turned into statuses."""
         enter, leave = self._gate.enter, self._gate.leave
         method = _identified(method, self._callers)
+        offload = self._offload
 
         @functools.wraps(method)
         async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -242,6 +248,8 @@ class AsyncCore:
                 try:
                     if type(request) is _Refused:
                         raise request.error()
+                    if offload:
+                        return await asyncio.get_running_loop().run_in_executor(None, method, request, context)
                     return method(request, context)
                 finally:
                     leave()

@@ -154,3 +154,35 @@ def test_a_full_redis_answers_reads_and_refuses_changes_as_not_made(own_redis: R
         assert session.state().step_count == 1
         # Closing a session still works when Redis is full: it frees room.
         assert session.close() == 6
+
+
+def test_on_the_aio_core_calls_waiting_on_a_frozen_redis_never_hold_its_event_loop(own_redis: RedisServer) -> None:
+    with (
+        start_server(port=0, store=own_redis.url, core="aio") as server,
+        grpc.insecure_channel(server.address) as channel,
+    ):
+        calls = V1Calls(channel)
+        token = calls.create(1)
+        codes: list[grpc.StatusCode] = []
+        own_redis.freeze()
+        try:
+            threads = [
+                threading.Thread(target=lambda: codes.append(rpc_error(lambda: calls.apply(token, "+", 1)).code()))
+                for _ in range(10)
+            ]
+            for thread in threads:
+                thread.start()
+            # Ten calls each wait up to a second on Redis; on the loop itself they would take ten seconds in turn,
+            # and health, served by the same loop, would wait behind them.
+            started = time.monotonic()
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=HANG)
+            answered = time.monotonic() - started
+            for thread in threads:
+                thread.join(HANG * 2)
+        finally:
+            own_redis.thaw()
+        print(f"aio core, Redis frozen: health answered in {answered:.3f} s beside 10 waiting Applies")
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        assert answered < DEFAULT_TIMEOUT  # a loop waiting with even one of the calls would hold health that long
+        assert codes == [grpc.StatusCode.UNAVAILABLE] * 10
+        assert calls.apply(token, "+", 1) == 2

@@ -41,6 +41,9 @@ class Store(Protocol):
     word). Request ids are scoped to the caller too.
     """
 
+    #: True when its calls wait on the network: an event loop runs them in threads, never on itself.
+    blocking: bool
+
     def start(self) -> None:
         """Start background work (the in-memory sweeper)."""
 

@@ -207,6 +207,9 @@ class _Change:
 class RedisStore:
     """Sessions kept in Redis, shared by every replica that uses the same Redis; expiry is Redis TTL."""
 
+    #: Each call waits on Redis: the aio core runs it in a thread, so that its event loop never waits.
+    blocking = True
+
     def __init__(
         self,
         client: Any,
