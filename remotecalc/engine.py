@@ -27,7 +27,7 @@ from .errors import (
     TooManyWatchers,
 )
 from .history import History
-from .model import Operator, Snapshot, Step, Update
+from .model import OPERATORS, Snapshot, Step, Update
 from .requests import (
     DEFAULT_MAX_REQUESTS,
     DEFAULT_REQUEST_WINDOW,
@@ -70,7 +70,6 @@ _SWEEP_CHUNK = 200
 
 
 # The Operator for each of its values, without Operator(x)'s slower enum call on a hot path.
-_OPERATORS = {int(operator): operator for operator in Operator}
 
 
 def check_operand(value: float, what: str = "operand") -> None:
@@ -291,7 +290,7 @@ class Engine:
             session.value = result
             session.step_count += 1
             self._touch(token, session, now)
-            step = Step(session.step_count, _OPERATORS[operator], operand, result)
+            step = Step(session.step_count, OPERATORS[operator], operand, result)
             self._history(session).append(step.number, operator, operand, result)
             if session.watchers:
                 self._publish(session, token, (step,))
@@ -393,7 +392,7 @@ class Engine:
         watcher = Watcher(self.watch_backlog, detach)
         with self._watchers_lock:
             if self._stopping:
-                raise ServerStopping("the server is stopping")
+                raise ServerStopping()
             if len(self._watchers) >= self.max_watchers:
                 raise TooManyWatchers(f"too many open watches (the limit is {self.max_watchers})")
             self._watchers.add(watcher)
@@ -427,7 +426,7 @@ class Engine:
             self._stopping = True
             watchers = list(self._watchers)
         for watcher in watchers:
-            watcher._end(ServerStopping("the server is stopping"))
+            watcher._end(ServerStopping())
 
     # -- internals --------------------------------------------------------------------
 

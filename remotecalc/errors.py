@@ -86,8 +86,11 @@ class RemoteCalcError(Exception):
 
     code_name: str = "UNKNOWN"
     reason: ClassVar[str] = "UNKNOWN"
+    #: What an error of this class says when it is raised without a message of its own.
+    default_message: ClassVar[str] = "remotecalc error"
 
-    def __init__(self, message: str, *, index: int | None = None) -> None:
+    def __init__(self, message: str | None = None, *, index: int | None = None) -> None:
+        message = self.default_message if message is None else message
         super().__init__(message)
         self.message = message
         #: In a failed batch, the zero-based index of the operation that failed.
@@ -302,6 +305,7 @@ class ServerStopping(Unavailable):
     """The server is shutting down and refused the call before it did anything."""
 
     reason = "SERVER_STOPPING"
+    default_message = "the server is stopping"
 
 
 class BatchTooLarge(ResourceExhausted):

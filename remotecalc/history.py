@@ -6,11 +6,9 @@ from collections import deque
 from itertools import chain, islice, repeat
 from operator import itemgetter
 
-from .model import Operator, Step
+from .model import OPERATORS, Step
 
 __all__ = ["History"]
-
-_OPERATORS = {int(operator): operator for operator in Operator}
 
 
 class History:
@@ -71,7 +69,7 @@ class History:
                 repeat(Step),
                 zip(
                     range(self.last - count + 1, self.last + 1),
-                    map(_OPERATORS.__getitem__, map(itemgetter(0), operators)),
+                    map(OPERATORS.__getitem__, map(itemgetter(0), operators)),
                     map(itemgetter(1), operands),
                     results,
                     strict=True,

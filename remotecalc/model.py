@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from .errors import InvalidOperand
 
-__all__ = ["Operator", "Snapshot", "Step", "Update"]
+__all__ = ["OPERATORS", "Operator", "Snapshot", "Step", "Update"]
 
 
 class Operator(enum.IntEnum):
@@ -37,6 +37,8 @@ class Operator(enum.IntEnum):
         return found
 
 
+#: Each operator by its wire value: the one table stores and history use to turn a stored int back.
+OPERATORS: dict[int, Operator] = {int(operator): operator for operator in Operator}
 _SYMBOLS = {Operator.ADD: "+", Operator.SUBTRACT: "-", Operator.MULTIPLY: "×", Operator.DIVIDE: "÷"}
 _BY_TEXT = {
     **{op.name.lower(): op for op in Operator},

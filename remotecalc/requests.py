@@ -47,7 +47,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _APPLY = struct.Struct("<Bqdd")
 _CLOSE = struct.Struct("<Bd")
 _CREATE = struct.Struct("<Bd")
-_OPERATORS = itemgetter(0)
+_OPERATOR_OF = itemgetter(0)
 _OPERANDS = itemgetter(1)
 
 
@@ -104,7 +104,7 @@ def batch_fingerprint(operations: Sequence[tuple[int, float]]) -> bytes:
     # 2.7 MB per id. 256 bits of BLAKE2b have no known collision, unlike Python's hash().
     digest = hashlib.blake2b(digest_size=32)
     digest.update(struct.pack("<Bq", 4, len(operations)))
-    digest.update(array("q", map(_OPERATORS, operations)).tobytes())
+    digest.update(array("q", map(_OPERATOR_OF, operations)).tobytes())
     digest.update(array("d", map(_OPERANDS, operations)).tobytes())
     return digest.digest()
 

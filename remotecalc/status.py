@@ -130,7 +130,7 @@ class Gate:
         """Count a call in, or raise ServerStopping once closed: it never started, so resending is safe."""
         with self._lock:
             if self._closed:
-                raise ServerStopping("the server is stopping")
+                raise ServerStopping()
             self._inside += 1
 
     def leave(self) -> None:

@@ -37,7 +37,7 @@ from ..errors import (
     TooManyWatchers,
     WatcherTooSlow,
 )
-from ..model import Operator, Snapshot, Step, Update
+from ..model import OPERATORS, Snapshot, Step, Update
 from ..requests import (
     DEFAULT_REQUEST_WINDOW,
     DEFAULT_SKEW,
@@ -66,7 +66,6 @@ PASSWORD_VARIABLE = "REMOTECALC_REDIS_PASSWORD"
 DEFAULT_TIMEOUT = 1.0
 
 _T = TypeVar("_T")
-_OPERATORS = {int(operator): operator for operator in Operator}
 _NOT_FOUND = "no live session has this token: it was closed, expired or never made"
 _UNREACHABLE = "the session store (Redis) is unreachable: a change may or may not be made; retry with its request_id"
 _REFUSED = f"the session store (Redis) refused the server's password: check {PASSWORD_VARIABLE} or the URL"
@@ -149,7 +148,7 @@ def _unpack(text: str, last: int) -> list[Step]:
     size = len(raw) // 17
     operands = struct.unpack_from(f"<{size}d", raw, size)
     results = struct.unpack_from(f"<{size}d", raw, 9 * size)
-    operators = map(_OPERATORS.__getitem__, raw[:size])
+    operators = map(OPERATORS.__getitem__, raw[:size])
     return list(map(Step._make, zip(range(last - size + 1, last + 1), operators, operands, results, strict=True)))
 
 
@@ -160,7 +159,7 @@ def _entry_steps(entry_id: str, fields: dict[str, str]) -> list[Step]:
 
 def _step(text: str) -> Step:
     number, operator, operand, result = text.split(" ")
-    return Step(int(number), _OPERATORS[int(operator)], float(operand), float(result))
+    return Step(int(number), OPERATORS[int(operator)], float(operand), float(result))
 
 
 def _requires_redis() -> None:
@@ -306,7 +305,7 @@ class RedisStore:
             self._stopping = True
             feeds = list(self._feeds)
         for feed in feeds:
-            feed.end(ServerStopping("the server is stopping"))
+            feed.end(ServerStopping())
         pool = getattr(self._redis, "connection_pool", None)
         if pool is not None:
             pool.disconnect(inuse_connections=False)
@@ -341,7 +340,7 @@ class RedisStore:
 
         def change(value: float, count: int) -> _Change:
             result = compute(value, operator, operand, limit)
-            step = Step(count + 1, _OPERATORS[operator], operand, result)
+            step = Step(count + 1, OPERATORS[operator], operand, result)
             reply = f"{count + 1} {operator:d} {float(operand)!r} {result!r}"
             return _Change(result, count + 1, _pack((operator,), (operand,), (result,)), reply, step)
 
@@ -411,7 +410,7 @@ class RedisStore:
         check_token(token)
         with self._feeds_lock:
             if self._stopping:
-                raise ServerStopping("the server is stopping")
+                raise ServerStopping()
             if len(self._feeds) >= self.max_watchers:
                 raise TooManyWatchers(f"too many open watches (the limit is {self.max_watchers})")
         first, last_id = self._unreachable(lambda: self._watch_start(token, after_step, owner))
