@@ -11,9 +11,10 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["CALLERS", "measure_callers"]
+__all__ = ["CALLERS", "in_load_processes", "measure_callers"]
 
 #: The numbers of concurrent callers measured.
 CALLERS = (1, 4, 64)
@@ -44,15 +45,23 @@ def _load(address: str, callers: int, seconds: float, results: Any) -> None:
     results.put(sum(counts))
 
 
-def measure_callers(address: str, callers: int, seconds: float) -> dict[str, float]:
-    """Apply calls per second (the Python client's `add`) from callers at once, over one or two load processes."""
+def in_load_processes(
+    load: Callable[[str, int, float, Any], None], address: str, callers: int, seconds: float
+) -> list[Any]:
+    """What load(address, share, seconds, results) put, from one forked process (1 caller) or two sharing callers."""
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     shares = [callers] if callers == 1 else [callers // 2, callers - callers // 2]
-    processes = [context.Process(target=_load, args=(address, share, seconds, results)) for share in shares]
+    processes = [context.Process(target=load, args=(address, share, seconds, results)) for share in shares]
     for process in processes:
         process.start()
-    total = sum(results.get(timeout=seconds + 60) for _ in processes)
+    reported = [results.get(timeout=seconds + 120) for _ in processes]
     for process in processes:
         process.join(30)
+    return reported
+
+
+def measure_callers(address: str, callers: int, seconds: float) -> dict[str, float]:
+    """Apply calls per second (the Python client's `add`) from callers at once, over one or two load processes."""
+    total = sum(in_load_processes(_load, address, callers, seconds))
     return {"callers": callers, "calls": total, "seconds": seconds, "calls_per_s": total / seconds}

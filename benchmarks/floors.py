@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import statistics
 import sys
 import threading
@@ -27,6 +26,7 @@ from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
+from benchmarks.callers import in_load_processes
 from benchmarks.measure import percentile
 from benchmarks.processes import Child
 from benchmarks.settings import progress, settings_for
@@ -137,15 +137,7 @@ def _load(address: str, callers: int, seconds: float, results: Any) -> None:
 
 def measure_six_calls(address: str, callers: int, seconds: float) -> dict[str, float]:
     """Calls per second and latency tails of the article's six calls from callers at once, in load processes."""
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    shares = [callers] if callers == 1 else [callers // 2, callers - callers // 2]
-    processes = [context.Process(target=_load, args=(address, share, seconds, results)) for share in shares]
-    for process in processes:
-        process.start()
-    latencies = [value for _ in processes for value in results.get(timeout=seconds + 120)]
-    for process in processes:
-        process.join(30)
+    latencies = [value for share in in_load_processes(_load, address, callers, seconds) for value in share]
     return {
         "calls_per_s": len(latencies) / seconds,
         "p50_ms": percentile(latencies, 0.5),
