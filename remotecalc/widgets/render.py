@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
+from math import copysign
 
 from ..client import CallRecord
 from ..errors import DeadlineExceeded, RemoteCalcError, ServerStopping, Unavailable
@@ -86,17 +88,21 @@ def history_rows(steps: Iterable[Step]) -> list[list[str]]:
 
     A number too long for its cell is abbreviated (cell_number); hovering it shows the full digits.
     """
-    return [
-        [
-            str(step.number),
-            step.operator.symbol,
-            cell_number(step.operand),
-            full_number(step.operand),
-            cell_number(step.result),
-            full_number(step.result),
-        ]
-        for step in steps
-    ]
+    return [list(_row(step, copysign(1.0, step.operand), copysign(1.0, step.result))) for step in steps]
+
+
+@functools.lru_cache(maxsize=4096)
+def _row(step: Step, operand_sign: float, result_sign: float) -> tuple[str, ...]:
+    # A step never changes: each is formatted once, not on every redraw. The signs are part of the key
+    # because -0.0 == 0.0, and the history shows them apart.
+    return (
+        str(step.number),
+        step.operator.symbol,
+        cell_number(step.operand),
+        full_number(step.operand),
+        cell_number(step.result),
+        full_number(step.result),
+    )
 
 
 def log_rows(records: Iterable[CallRecord]) -> list[list[str]]:
