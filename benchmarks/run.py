@@ -156,7 +156,7 @@ def sessions(worker: Child, settings: dict[str, Any]) -> dict[str, Any]:
     one, lots = _combine(rates["few"]), _combine(rates["many"])
     return {
         "core": DEFAULT_CORE,
-        "how": "sessions opened with Engine.create() inside the server process, after it served a first call",
+        "how": "sessions opened with MemoryStore.create() inside the server process, after it served a first call",
         "live_sessions": many_report["sessions"],
         "create_seconds": many_report["create_seconds"],
         "rss_before_mb": many_report["rss_before"] / 2**20,

@@ -11,9 +11,9 @@ import grpc
 
 from .article import calc_pb2, calc_pb2_grpc
 from .auth import Callers
-from .engine import FLOAT32_MAX
 from .errors import BeyondLimit, OutOfRange
 from .model import Operator, Snapshot, Step, Update
+from .rules import FLOAT32_MAX
 from .status import AsyncCore, Gate, SyncCore, register
 from .stores import Store
 from .v1 import calculator_pb2 as pb

@@ -14,9 +14,9 @@ from test_errors import assert_short_and_clean
 
 import remotecalc
 from remotecalc import RunningServer
-from remotecalc.engine import Engine
 from remotecalc.errors import MAX_REQUEST_BYTES
 from remotecalc.status import RECEIVE_LIMIT
+from remotecalc.stores.memory import MemoryStore
 from remotecalc.v1 import calculator_pb2 as pb
 
 _APPLY_BATCH = "/remotecalc.v1.Calculator/ApplyBatch"
@@ -34,7 +34,7 @@ def _batch(token: str, operations: int) -> bytes:
 @pytest.fixture(params=["sync", "aio"])
 def core_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
     """A server on each core."""
-    running = RunningServer(Engine(clock=FakeClock()), "127.0.0.1", 0, request.param, 8)
+    running = RunningServer(MemoryStore(clock=FakeClock()), "127.0.0.1", 0, request.param, 8)
     try:
         yield running
     finally:

@@ -97,7 +97,7 @@ def test_sessions_are_counted_in_the_server_that_holds_them(quick_run: tuple[str
     _, results, _ = quick_run
     sessions = results["sessions"]
     assert sessions["live_sessions"] >= results["settings"]["sessions"]
-    assert "Engine.create" in sessions["how"]
+    assert "MemoryStore.create" in sessions["how"]
     assert sessions["bytes_per_session"] > 0
     assert sessions["rss_mb"] > sessions["rss_before_mb"] > 0
     assert sessions["apply_per_s_one"] > 0 and sessions["apply_per_s_many"] > 0

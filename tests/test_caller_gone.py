@@ -13,8 +13,8 @@ from conftest import FakeClock
 from idtools import uuid7
 
 from remotecalc import Operator, RunningServer, start_server
-from remotecalc.engine import Engine
 from remotecalc.errors import CallerGone
+from remotecalc.stores.memory import MemoryStore
 from remotecalc.v1 import calculator_pb2 as pb
 from remotecalc.v1 import calculator_pb2_grpc as pb_grpc
 
@@ -22,7 +22,7 @@ ADD = Operator.ADD
 
 
 def test_every_mutating_call_checks_its_caller_before_committing() -> None:
-    engine = Engine()
+    engine = MemoryStore()
     token = engine.create(1)
     gone = lambda: False  # noqa: E731
     calls = [
@@ -40,7 +40,7 @@ def test_every_mutating_call_checks_its_caller_before_committing() -> None:
 
 
 def test_a_long_batch_stops_computing_once_its_caller_has_gone() -> None:
-    engine = Engine()
+    engine = MemoryStore()
     token = engine.create(0)
     asked: list[int] = []
 

@@ -32,9 +32,9 @@ from remotecalc import (
     start_server,
 )
 from remotecalc.client import DEFAULT_TIMEOUT, uuid7
-from remotecalc.engine import Engine
 from remotecalc.errors import class_for_code, error_for
 from remotecalc.service import add_services
+from remotecalc.stores.memory import MemoryStore
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def recorded() -> Iterator[tuple[str, _DeadlineRecorder]]:
 
     recorder = _DeadlineRecorder()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[recorder])
-    add_services(server, Engine())
+    add_services(server, MemoryStore())
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:

@@ -25,14 +25,15 @@ from remotecalc import (
     TooManySessions,
     WatcherTooSlow,
 )
-from remotecalc.engine import Engine, compute
+from remotecalc.rules import compute
+from remotecalc.stores.memory import MemoryStore
 
 THREADS = 16
 ADDS_PER_THREAD = 500
 
 
 def test_concurrent_adds_on_one_session_are_all_counted() -> None:
-    engine = Engine()
+    engine = MemoryStore()
     token = engine.create(0)
     start = threading.Barrier(THREADS)
 
@@ -53,7 +54,7 @@ def test_concurrent_adds_on_one_session_are_all_counted() -> None:
 
 
 def test_close_frees_the_session_and_the_token_is_then_not_found() -> None:
-    engine = Engine()
+    engine = MemoryStore()
     keep = engine.create(1)
     token = engine.create(2)
     engine.apply(token, Operator.MULTIPLY, 21)
@@ -73,7 +74,7 @@ def test_close_frees_the_session_and_the_token_is_then_not_found() -> None:
 
 def test_an_idle_session_expires_after_one_hour_by_default() -> None:
     clock = FakeClock()
-    engine = Engine(clock=clock)
+    engine = MemoryStore(clock=clock)
     token = engine.create(5)
     clock.advance(3600)
     assert engine.snapshot(token).value == 5  # exactly one hour idle is not yet too long
@@ -85,7 +86,7 @@ def test_an_idle_session_expires_after_one_hour_by_default() -> None:
 
 def test_using_a_session_resets_its_idle_time() -> None:
     clock = FakeClock()
-    engine = Engine(clock=clock)
+    engine = MemoryStore(clock=clock)
     token = engine.create(0)
     clock.advance(3000)
     engine.apply(token, Operator.ADD, 1)
@@ -95,7 +96,7 @@ def test_using_a_session_resets_its_idle_time() -> None:
 
 def test_the_idle_timeout_is_configurable_and_expire_idle_sweeps() -> None:
     clock = FakeClock()
-    engine = Engine(idle_timeout=10, clock=clock)
+    engine = MemoryStore(idle_timeout=10, clock=clock)
     old = engine.create(0)
     clock.advance(6)
     young = engine.create(0)
@@ -109,7 +110,7 @@ def test_the_idle_timeout_is_configurable_and_expire_idle_sweeps() -> None:
 
 def test_the_session_cap_refuses_more_until_one_closes_or_expires() -> None:
     clock = FakeClock()
-    engine = Engine(max_sessions=2, idle_timeout=60, clock=clock)
+    engine = MemoryStore(max_sessions=2, idle_timeout=60, clock=clock)
     first = engine.create(0)
     engine.create(0)
     with pytest.raises(TooManySessions):
@@ -127,7 +128,7 @@ def test_the_session_cap_refuses_more_until_one_closes_or_expires() -> None:
 
 
 def test_history_keeps_only_the_most_recent_steps() -> None:
-    engine = Engine(history_limit=3)
+    engine = MemoryStore(history_limit=3)
     token = engine.create(0)
     for operand in range(1, 6):
         engine.apply(token, Operator.ADD, operand)
@@ -149,7 +150,7 @@ def test_tokens_are_secrets_of_at_least_128_bits_and_all_distinct(monkeypatch: p
         return real(nbytes)
 
     monkeypatch.setattr(secrets, "token_urlsafe", recording)
-    engine = Engine()
+    engine = MemoryStore()
     tokens = [engine.create(0) for _ in range(2000)]
     assert len(requested) == 2000
     assert all(nbytes is not None and nbytes >= 16 for nbytes in requested)
@@ -169,7 +170,7 @@ def test_tokens_are_secrets_of_at_least_128_bits_and_all_distinct(monkeypatch: p
     ],
 )
 def test_a_failed_operation_leaves_the_session_exactly_as_it_was(operator: int, operand: float, error: type) -> None:
-    engine = Engine()
+    engine = MemoryStore()
     token = engine.create(10)
     engine.apply(token, Operator.ADD, 2)
     before = engine.snapshot(token)
@@ -181,7 +182,7 @@ def test_a_failed_operation_leaves_the_session_exactly_as_it_was(operator: int, 
 
 
 def test_a_result_beyond_the_limit_is_out_of_range_and_changes_nothing() -> None:
-    engine = Engine()
+    engine = MemoryStore()
     token = engine.create(3e38)
     with pytest.raises(OutOfRange, match="beyond the limit"):
         engine.apply(token, Operator.MULTIPLY, 10, limit=3.4028234663852886e38)
@@ -189,7 +190,7 @@ def test_a_result_beyond_the_limit_is_out_of_range_and_changes_nothing() -> None
 
 
 def test_bad_tokens_are_invalid_not_missing() -> None:
-    engine = Engine()
+    engine = MemoryStore()
     for token in ("", "short", "!" * 22, "a" * 100_000):
         with pytest.raises(InvalidToken):
             engine.snapshot(token)
@@ -198,7 +199,7 @@ def test_bad_tokens_are_invalid_not_missing() -> None:
 
 
 def test_a_locked_session_does_not_hold_up_another_session() -> None:
-    engine = Engine()
+    engine = MemoryStore()
     busy = engine.create(0)
     free = engine.create(0)
     busy_done = threading.Event()
@@ -222,7 +223,7 @@ def test_a_locked_session_does_not_hold_up_another_session() -> None:
 
 
 def test_watch_sees_every_change_then_closed() -> None:
-    engine = Engine()
+    engine = MemoryStore()
     token = engine.create(1)
     watcher = engine.watch(token)
     engine.apply(token, Operator.ADD, 1)
@@ -239,9 +240,9 @@ def test_watch_sees_every_change_then_closed() -> None:
 
 def test_invalid_configuration_is_refused() -> None:
     with pytest.raises(ValueError):
-        Engine(max_sessions=0)
+        MemoryStore(max_sessions=0)
     with pytest.raises(ValueError):
-        Engine(idle_timeout=0)
+        MemoryStore(idle_timeout=0)
 
 
 @pytest.mark.parametrize(
@@ -255,7 +256,7 @@ def test_invalid_configuration_is_refused() -> None:
 def test_a_batch_fails_at_the_first_step_that_overflows_even_if_later_steps_would_not(
     operations: list[tuple[int, float]], index: int
 ) -> None:
-    engine = Engine()
+    engine = MemoryStore()
     token = engine.create(1e308)
     with pytest.raises(OutOfRange) as raised:
         engine.apply_many(token, operations)
@@ -265,7 +266,7 @@ def test_a_batch_fails_at_the_first_step_that_overflows_even_if_later_steps_woul
 
 
 def test_a_watcher_that_falls_too_far_behind_is_ended() -> None:
-    engine = Engine(watch_backlog=3)
+    engine = MemoryStore(watch_backlog=3)
     token = engine.create(0)
     watcher = engine.watch(token)
     for _ in range(5):
@@ -293,7 +294,7 @@ def test_history_and_watch_show_exactly_the_steps_of_a_plain_list(
     limit: int, changes: list[tuple[int, float] | list[tuple[int, float]]], data: st.DataObject
 ) -> None:
     # The history is kept as columns and made into Steps when read: it must read as the plain list would.
-    engine = Engine(history_limit=limit, watch_backlog=10_000)
+    engine = MemoryStore(history_limit=limit, watch_backlog=10_000)
     token = engine.create(1.0)
     watcher = engine.watch(token)
     updates = iter(watcher)
@@ -332,7 +333,7 @@ def _bits(step: Step) -> tuple[int, int, bytes, bytes]:
 
 def test_the_history_does_not_change_when_the_caller_reuses_its_operations_list() -> None:
     # The history keeps a batch's lists rather than Steps: it must not share the caller's list.
-    engine = Engine(history_limit=10)
+    engine = MemoryStore(history_limit=10)
     token = engine.create(1.0)
     operations = [(int(Operator.ADD), 1.0), (int(Operator.MULTIPLY), 3.0)]
     engine.apply_many(token, operations)

@@ -16,16 +16,16 @@ from contracts import reason_of, rpc_error
 from idtools import WallClock, uuid4, uuid7
 
 from remotecalc import DivisionByZero, InvalidArgument, Operator, RequestIdReused, RunningServer, start_server
-from remotecalc.engine import Engine
 from remotecalc.errors import CallerGone, RequestExpired, RequestIdFromTheFuture, RequestLogFull
+from remotecalc.stores.memory import MemoryStore
 from remotecalc.v1 import calculator_pb2 as pb
 from remotecalc.v1 import calculator_pb2_grpc as pb_grpc
 
 ADD, MULTIPLY, DIVIDE = Operator.ADD, Operator.MULTIPLY, Operator.DIVIDE
 
 
-def _engine(wall: WallClock, **options: float) -> Engine:
-    return Engine(wall_clock=wall, clock=FakeClock(), **options)  # type: ignore[arg-type]
+def _engine(wall: WallClock, **options: float) -> MemoryStore:
+    return MemoryStore(wall_clock=wall, clock=FakeClock(), **options)  # type: ignore[arg-type]
 
 
 # -- the exact request ----------------------------------------------------------------

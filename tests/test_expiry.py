@@ -10,7 +10,7 @@ import pytest
 from conftest import FakeClock
 
 from remotecalc import Operator, RunningServer, SessionNotFound, start_server
-from remotecalc.engine import Engine
+from remotecalc.stores.memory import MemoryStore
 from remotecalc.sweeper import Sweeper
 from remotecalc.v1 import calculator_pb2 as pb
 from remotecalc.v1 import calculator_pb2_grpc as pb_grpc
@@ -67,7 +67,7 @@ def ticks() -> Iterator[Ticks]:
 
 def test_the_sweeper_expires_idle_sessions_in_the_background_and_ends_their_watches(ticks: Ticks) -> None:
     clock = FakeClock()
-    engine = Engine(idle_timeout=10, clock=clock, sweep_every=2.5, sweep_wait=ticks.wait)
+    engine = MemoryStore(idle_timeout=10, clock=clock, sweep_every=2.5, sweep_wait=ticks.wait)
     engine.start()
     idle, busy = engine.create(1), engine.create(2)
     watcher = engine.watch(idle)
@@ -88,7 +88,7 @@ def test_the_sweeper_expires_idle_sessions_in_the_background_and_ends_their_watc
 
 def test_no_call_waits_on_a_sweep_calls_leave_idle_sessions_to_the_sweeper() -> None:
     clock = FakeClock()
-    engine = Engine(idle_timeout=10, clock=clock)
+    engine = MemoryStore(idle_timeout=10, clock=clock)
     idle = [engine.create(0) for _ in range(100)]
     busy = engine.create(0)
     watcher = engine.watch(idle[0])
@@ -107,7 +107,7 @@ def test_no_call_waits_on_a_sweep_calls_leave_idle_sessions_to_the_sweeper() -> 
 
 def test_a_sweep_expires_by_last_use_not_by_creation_order() -> None:
     clock = FakeClock()
-    engine = Engine(idle_timeout=10, clock=clock)
+    engine = MemoryStore(idle_timeout=10, clock=clock)
     tokens = [engine.create(n) for n in range(10)]
     clock.advance(6)
     for token in tokens[::2]:  # the even ones are used later than the odd ones
@@ -124,7 +124,7 @@ def test_a_sweep_expires_by_last_use_not_by_creation_order() -> None:
 
 def test_a_full_server_still_makes_room_from_expired_sessions_at_once() -> None:
     clock = FakeClock()
-    engine = Engine(max_sessions=3, idle_timeout=10, clock=clock)
+    engine = MemoryStore(max_sessions=3, idle_timeout=10, clock=clock)
     for _ in range(3):
         engine.create(0)
     clock.advance(11)

@@ -18,7 +18,7 @@ from test_errors import assert_short_and_clean
 
 from remotecalc import RunningServer
 from remotecalc.article import calc_pb2
-from remotecalc.engine import Engine
+from remotecalc.stores.memory import MemoryStore
 from remotecalc.v1 import calculator_pb2 as pb
 
 CORES = ["sync", "aio"]
@@ -45,14 +45,14 @@ SAMPLES = {
 UNPARSEABLE = [b"\x00", b"\x0a\x05ab", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"]
 
 
-def _start(engine: Engine, core: str) -> RunningServer:
+def _start(engine: MemoryStore, core: str) -> RunningServer:
     return RunningServer(engine, "127.0.0.1", 0, core, 8)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module", params=CORES)
 def served(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
     """A server on each core, shared by the tests of this module that do not need a fresh one."""
-    running = _start(Engine(clock=FakeClock()), request.param)
+    running = _start(MemoryStore(clock=FakeClock()), request.param)
     try:
         yield running
     finally:
@@ -166,7 +166,7 @@ def test_a_failed_batch_names_the_operation_in_bad_request(served: RunningServer
         assert v1.read(token) == (1, 0, [])
 
 
-class _FaultyEngine(Engine):
+class _FaultyEngine(MemoryStore):
     """An engine with a bug: what a fault outside the domain errors looks like to a client."""
 
     def apply(self, *args: Any, **kwargs: Any) -> Any:

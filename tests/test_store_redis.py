@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from redis_servers import RedisClusterServers
 
 from remotecalc import RunningServer, start_server
-from remotecalc.engine import FLOAT32_MAX, Engine
 from remotecalc.errors import RemoteCalcError, SessionNotFound, WatcherTooSlow
+from remotecalc.rules import FLOAT32_MAX
+from remotecalc.stores.memory import MemoryStore
 from remotecalc.stores.redis import RedisStore
 from remotecalc.v1 import calculator_pb2 as pb
 
@@ -106,7 +107,7 @@ def redis_store(request: pytest.FixtureRequest) -> Iterator[RedisStore]:
 def test_both_stores_give_bit_identical_values_steps_and_errors(
     redis_store: RedisStore, initial: float, script: list[tuple[Any, ...]]
 ) -> None:
-    memory = Engine(history_limit=HISTORY)
+    memory = MemoryStore(history_limit=HISTORY)
     # Request ids are scoped by session; each example's sessions are new, so ids may repeat across examples.
     memory_tokens: list[str] = []
     redis_tokens: list[str] = []

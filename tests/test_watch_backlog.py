@@ -11,7 +11,7 @@ from contracts import reason_of
 from processes import Served
 
 from remotecalc import Operator, WatcherTooSlow
-from remotecalc.engine import Engine
+from remotecalc.stores.memory import MemoryStore
 from remotecalc.v1 import calculator_pb2 as pb
 from remotecalc.v1 import calculator_pb2_grpc as pb_grpc
 
@@ -20,7 +20,7 @@ BATCH = [(ADD, 1.0), (SUBTRACT, 1.0)] * 500
 
 
 def test_a_watcher_that_never_reads_holds_at_most_its_backlog_in_steps_whatever_the_batches() -> None:
-    engine = Engine(watch_backlog=10_000)
+    engine = MemoryStore(watch_backlog=10_000)
     token = engine.create(0)
     watcher = engine.watch(token)
     most = 0
@@ -36,7 +36,7 @@ def test_a_watcher_that_never_reads_holds_at_most_its_backlog_in_steps_whatever_
 
 
 def test_a_watcher_that_keeps_up_sees_every_step_of_big_batches() -> None:
-    engine = Engine(watch_backlog=2_500)
+    engine = MemoryStore(watch_backlog=2_500)
     token = engine.create(0)
     watcher = engine.watch(token)
     updates = iter(watcher)
@@ -51,7 +51,7 @@ def test_a_watcher_that_keeps_up_sees_every_step_of_big_batches() -> None:
 
 
 def test_an_update_bigger_than_the_backlog_still_reaches_a_watcher_that_has_read_everything() -> None:
-    engine = Engine(watch_backlog=10, history_limit=1000)
+    engine = MemoryStore(watch_backlog=10, history_limit=1000)
     token = engine.create(0)
     updates = iter(engine.watch(token))
     next(updates)

@@ -1,7 +1,8 @@
 """Where sessions live: the store boundary, the in-memory store (the default) and the Redis store.
 
-Every store applies the engine's rules (remotecalc.engine: validation, arithmetic, limits, error
-wording) and differs only in where a session's state is kept and how a change is committed.
+Every store applies the rules (remotecalc.rules: validation, arithmetic, limits, error wording) and
+differs only in where a session's state is kept and how a change is committed. The stores are peers, a
+module each (memory.py, redis.py), and neither imports the other.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from ..engine import Alive, Engine
 from ..model import Snapshot, Step, Update
+from ..rules import Alive
+from .memory import MemoryStore
 
 __all__ = ["MEMORY", "SHARED_SCHEMES", "Feed", "MemoryStore", "Store", "is_shared", "open_store"]
 
@@ -19,9 +21,6 @@ __all__ = ["MEMORY", "SHARED_SCHEMES", "Feed", "MemoryStore", "Store", "is_share
 MEMORY = "memory"
 #: The URL schemes of stores that several server processes share: Redis, alone or as a Cluster.
 SHARED_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "unix://")
-
-#: The in-memory store: the engine itself, its sessions in dicts behind per-session locks.
-MemoryStore = Engine
 
 
 class Feed(Protocol):
@@ -106,7 +105,7 @@ def open_store(store: str | Store | None = None, **memory_options: Any) -> Store
     store takes idle_timeout, history_limit and max_watchers from them too (expiry is Redis TTL).
     """
     if store is None or store == MEMORY:
-        return Engine(**memory_options)
+        return MemoryStore(**memory_options)
     if not isinstance(store, str):
         return store
     if is_shared(store):

@@ -25,7 +25,6 @@ from operator import itemgetter
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
-from ..engine import Alive, check_limit, check_operand, check_token, compute, compute_many, gone, steps_after
 from ..errors import (
     Aborted,
     RemoteCalcError,
@@ -48,6 +47,7 @@ from ..requests import (
     create_fingerprint,
     parse_request_id,
 )
+from ..rules import Alive, check_limit, check_operand, check_token, compute, compute_many, gone, steps_after
 
 try:
     import redis
