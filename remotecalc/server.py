@@ -168,7 +168,7 @@ class RunningServer:
         self.callers = callers
         # Only a server that identifies callers hands the services its Callers (a benchmark's need not take it).
         self._service_options: dict[str, Any] = {} if callers is None else {"callers": callers}
-        #: Where this server's sessions live (the in-memory engine by default).
+        #: Where this server's sessions live (the in-memory store by default).
         self.engine = engine
         self._shared_port = shared_port
         self._options = [*(_WORKER_OPTIONS if shared_port else _OPTIONS), *connection_options(idle_connection_timeout)]

@@ -33,7 +33,7 @@ class Feed(Protocol):
 
 
 class Store(Protocol):
-    """What the services need of a session store; the rules behind each call are the engine's.
+    """What the services need of a session store; the rules behind each call are remotecalc.rules'.
 
     owner is the caller a call comes from ("" when the server identifies no one): a session belongs to
     the caller that created it, and to any other it is a token never made (SessionNotFound, word for
@@ -101,7 +101,7 @@ def open_store(store: str | Store | None = None, **memory_options: Any) -> Store
     """A store from its URL (``memory``, ``redis://…``, ``rediss://…``, ``redis+cluster://…``) or the store itself.
 
     A Redis store is asked once as it opens: ValueError, in one line, says so when it cannot be used.
-    memory_options are the in-memory engine's (max_sessions, idle_timeout, clock...); a Redis
+    memory_options are the in-memory store's (max_sessions, idle_timeout, clock...); a Redis
     store takes idle_timeout, history_limit and max_watchers from them too (expiry is Redis TTL).
     """
     if store is None or store == MEMORY:

@@ -1,8 +1,8 @@
-"""Sessions in Redis: the engine's rules computed in Python, each change committed by one script.
+"""Sessions in Redis: the rules (remotecalc.rules) computed in Python, each change committed by one script.
 
 A change reads the session's state (a per-replica cache makes that free in the usual case),
-computes the result with the engine's own rules, and commits it with one Lua script that checks
-that the step count is still the one computed from (compare-and-set). The script also answers a
+computes the result with the same rules as the in-memory store, and commits it with one Lua script
+that checks that the step count is still the one computed from (compare-and-set). The script also answers a
 request id it has seen with the stored reply, records the new value (floats as Python's exact
 repr, never Lua's 14-digit tostring), appends the change's steps to the session's stream (its
 history and its Watch feed at once, trimmed to the last history_limit steps) and refreshes every
