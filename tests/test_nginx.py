@@ -98,13 +98,20 @@ def test_a_quiet_watch_reset_by_the_proxy_resumes_with_no_step_missing_or_repeat
         remotecalc.connect(proxy.address, timeout=10) as client,
         client.create(1) as session,
     ):
-        resumed = threading.Event()
+        heard = threading.Event()
         reasons: list[BaseException | None] = []
+        ended: list[BaseException] = []
 
         def on_resume(error: BaseException | None) -> None:
             reasons.append(error)
-            if error is not None:
-                resumed.set()
+            heard.set()
+
+        def read(updates: Iterator[remotecalc.Update], seen: list[int]) -> None:
+            try:
+                read_steps(updates, seen, 4)
+            except BaseException as error:  # the Watch ended instead of resuming: the test reports it
+                ended.append(error)
+                heard.set()
 
         with session.watch(on_resume=on_resume) as watch:
             updates = iter(watch)
@@ -112,10 +119,11 @@ def test_a_quiet_watch_reset_by_the_proxy_resumes_with_no_step_missing_or_repeat
             assert session.add(1) == 2
             assert [step.number for step in next(updates).steps] == [1]
             seen: list[int] = []
-            reader = threading.Thread(target=read_steps, args=(updates, seen, 4), daemon=True)
+            reader = threading.Thread(target=read, args=(updates, seen), daemon=True)
             reader.start()
             # Quiet now: nginx resets the stream after a second, and the client watches again by itself.
-            assert resumed.wait(WAIT), "the Watch was never reset by nginx, or never said so"
+            assert heard.wait(WAIT), "the Watch was never reset by nginx, or never said so"
+            assert not ended, f"the Watch ended when nginx reset it, instead of resuming: {ended[0]!r}"
             print(f"the proxy's reset, as on_resume heard it: {reasons[0]!r}")
             assert "RST_STREAM" in str(reasons[0])
             assert "upstream timed out" in proxy.error_log()
