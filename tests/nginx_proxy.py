@@ -66,7 +66,8 @@ def documented_configuration() -> str:
 class Nginx:
     """nginx in the foreground with the documented configuration, in front of replicas, on a free loopback port."""
 
-    def __init__(self, directory: Path, replicas: Sequence[str], *, read_timeout: str | None = None) -> None:
+    def __init__(self, directory: Path, replicas: Sequence[str], **timeouts: str) -> None:
+        """Start it; timeouts replace the documented ones by name (grpc_read_timeout="1s")."""
         if not os.path.exists(NGINX):
             pytest.fail(
                 f"nginx is missing: {NGINX} does not exist. Install Debian's package with "
@@ -82,9 +83,9 @@ class Nginx:
             documented = documented.replace(written, actual)
         documented, listens = re.subn(r"listen \d+ http2;", f"listen {self.address} http2;", documented)
         assert listens == 1, "the documented configuration no longer has one `listen PORT http2;`"
-        if read_timeout is not None:
-            documented, changed = re.subn(r"grpc_read_timeout \w+;", f"grpc_read_timeout {read_timeout};", documented)
-            assert changed == 1, "the documented configuration no longer sets grpc_read_timeout"
+        for name, value in timeouts.items():
+            documented, changed = re.subn(rf"{name} \w+;", f"{name} {value};", documented)
+            assert changed == 1, f"the documented configuration no longer sets {name}"
         # As root nginx's workers would run as nobody, who may not enter the test's temporary directory.
         user = "user root;\n" if os.geteuid() == 0 else ""
         self.configuration = directory / "nginx.conf"
@@ -142,9 +143,9 @@ class Nginx:
                 self.process.wait(WAIT)
 
 
-def unread_bytes(port: int) -> int:
-    """Bytes the kernel holds, not yet read, on the connections a process accepted on port (IPv4 or IPv6)."""
-    waiting = 0
+def _accepted(port: int) -> list[int]:
+    """The unread byte counts of the established connections a process accepted on port (IPv4 or IPv6)."""
+    unread = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as rows:
             next(rows)
@@ -152,5 +153,15 @@ def unread_bytes(port: int) -> int:
                 # slot, local address:port (hex), remote address, state (01: established), tx_queue:rx_queue, ...
                 fields = row.split()
                 if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
-                    waiting += int(fields[4].split(":")[1], 16)
-    return waiting
+                    unread.append(int(fields[4].split(":")[1], 16))
+    return unread
+
+
+def unread_bytes(port: int) -> int:
+    """Bytes the kernel holds, not yet read, on the connections a process accepted on port."""
+    return sum(_accepted(port))
+
+
+def connections_to(port: int) -> int:
+    """How many established connections the process listening on port has accepted."""
+    return len(_accepted(port))

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import grpc
 import pytest
 from load import Writer, read_steps
-from nginx_proxy import Nginx, documented_configuration, unread_bytes
+from nginx_proxy import Nginx, connections_to, documented_configuration, unread_bytes
 from processes import WAIT, Served
 
 import remotecalc
@@ -56,8 +56,8 @@ def replicas(redis_url: str) -> Iterator[tuple[Replica, Replica]]:
 
 
 @contextmanager
-def _nginx(directory: Path, replicas: tuple[Replica, Replica], read_timeout: str | None = None) -> Iterator[Nginx]:
-    nginx = Nginx(directory, [replica.address for replica in replicas], read_timeout=read_timeout)
+def _nginx(directory: Path, replicas: tuple[Replica, Replica], **timeouts: str) -> Iterator[Nginx]:
+    nginx = Nginx(directory, [replica.address for replica in replicas], **timeouts)
     try:
         yield nginx
     finally:
@@ -85,16 +85,17 @@ def _wait_for_a_call_held_by(replica: Replica, done: threading.Event | None = No
 def test_the_documented_configuration_keeps_a_quiet_watch_open_and_balances_per_call() -> None:
     documented = documented_configuration()
     assert "grpc_pass grpc://remotecalc;" in documented
-    assert "grpc_read_timeout 1h;" in documented and "grpc_send_timeout 1h;" in documented
+    assert "grpc_read_timeout 1h;" in documented and "grpc_send_timeout 60s;" in documented
     assert "keepalive 32;" in documented and "http2;" in documented
 
 
 def test_a_quiet_watch_reset_by_the_proxy_resumes_with_no_step_missing_or_repeated(
     tmp_path: Path, replicas: tuple[Replica, Replica]
 ) -> None:
-    # nginx resets a stream that sends nothing for grpc_read_timeout (60 s by default; a second here).
+    # nginx resets a stream that sends nothing for grpc_read_timeout (60 s by default; 2 s here). The send
+    # timeout, shorter, runs only while nginx has a message for the replica: a Watch sends one, at once.
     with (
-        _nginx(tmp_path, replicas, read_timeout="1s") as proxy,
+        _nginx(tmp_path, replicas, grpc_read_timeout="2s", grpc_send_timeout="1s") as proxy,
         remotecalc.connect(proxy.address, timeout=10) as client,
         client.create(1) as session,
     ):
@@ -121,12 +122,14 @@ def test_a_quiet_watch_reset_by_the_proxy_resumes_with_no_step_missing_or_repeat
             seen: list[int] = []
             reader = threading.Thread(target=read, args=(updates, seen), daemon=True)
             reader.start()
-            # Quiet now: nginx resets the stream after a second, and the client watches again by itself.
+            # Quiet now: nginx resets the stream after 2 s, and the client watches again by itself.
             assert heard.wait(WAIT), "the Watch was never reset by nginx, or never said so"
             assert not ended, f"the Watch ended when nginx reset it, instead of resuming: {ended[0]!r}"
             print(f"the proxy's reset, as on_resume heard it: {reasons[0]!r}")
             assert "RST_STREAM" in str(reasons[0])
-            assert "upstream timed out" in proxy.error_log()
+            # nginx says which timeout it was: reading from the replica, not sending to it.
+            assert "upstream timed out (110: Connection timed out) while reading upstream" in proxy.error_log()
+            assert "while sending" not in proxy.error_log()
             for operand in (1, 1, 1):
                 session.add(operand)
             reader.join(WAIT)
@@ -148,6 +151,21 @@ def test_unary_calls_on_one_connection_are_balanced_call_by_call(
     served_by = Counter(call.replicas for call in calls)
     print(f"calls per replica: {dict(served_by)}")
     assert served_by == {(replicas[0].address,): 10, (replicas[1].address,): 10}
+
+
+def test_each_open_watch_holds_a_connection_from_the_proxy_to_a_replica(
+    proxy: Nginx, replicas: tuple[Replica, Replica]
+) -> None:
+    with remotecalc.connect(proxy.address, timeout=10) as client, client.create(0) as session:
+        watches = [session.watch() for _ in range(4)]
+        for watch in watches:
+            assert next(iter(watch)).step_count == 0
+        # nginx does not multiplex calls to a replica: a call in progress has a connection of its own.
+        held = [connections_to(replica.port) for replica in replicas]
+        print(f"connections from nginx to each replica with 4 Watches open: {held}")
+        assert sum(held) >= 4
+        for watch in watches:
+            watch.cancel()
 
 
 def test_a_call_in_flight_on_a_killed_replica_is_unavailable_and_its_request_id_settles_it(
