@@ -32,7 +32,6 @@ __all__ = [
     "check_token",
     "compute",
     "compute_many",
-    "gone",
     "steps_after",
 ]
 
@@ -124,11 +123,6 @@ def _compute_checked(value: float, operations: Sequence[tuple[int, float]]) -> l
     return results
 
 
-def gone() -> CallerGone:
-    """The error of a change not made because its caller left."""
-    return CallerGone("the caller cancelled or its deadline passed before the change was made: nothing changed")
-
-
 def steps_after(history: Sequence[Step], step_count: int, after_step: int) -> tuple[Step, ...]:
     """The steps after after_step out of the kept history; StepsNotKept when some are gone."""
     if not after_step or after_step == step_count:
@@ -153,7 +147,7 @@ def compute_many(value: float, operations: Sequence[tuple[int, float]], alive: A
     results = []
     for start in range(0, len(operations), _CHUNK):
         if not alive():
-            raise gone()
+            raise CallerGone()
         chunk = operations[start : start + _CHUNK]
         done = _compute_unchecked(value, chunk)
         if done is None:

@@ -13,12 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from ..errors import (
-    ServerStopping,
-    SessionNotFound,
-    TooManySessions,
-    TooManyWatchers,
-)
+from ..errors import CallerGone, SessionNotFound, TooManySessions
 from ..history import History
 from ..model import OPERATORS, Snapshot, Step, Update
 from ..requests import (
@@ -31,11 +26,13 @@ from ..requests import (
     close_fingerprint,
     create_fingerprint,
 )
-from ..rules import Alive, check_limit, check_operand, check_token, compute, compute_many, gone, steps_after
+from ..rules import Alive, check_limit, check_operand, check_token, compute, compute_many, steps_after
 from ..sweeper import Sweeper
 from ..watcher import Watcher
+from .watches import OpenWatches
 
 __all__ = ["MemoryStore"]
+
 
 # A sweep lets other threads have the GIL after each this many sessions: at a million expired
 # sessions at once, Apply's p99 beside it stays near 1 ms instead of the 5 ms switch interval.
@@ -103,8 +100,7 @@ class MemoryStore:
         #: The most steps a watcher may leave unread before it is ended (WatcherTooSlow).
         self.watch_backlog = watch_backlog
         self.max_watchers = max_watchers
-        self._watchers: set[Watcher] = set()
-        self._watchers_lock = threading.Lock()
+        self._watches: OpenWatches[Watcher] = OpenWatches(max_watchers)
         self._clock = clock
         # In order of last use, so that a sweep looks at the expired sessions only.
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
@@ -115,7 +111,6 @@ class MemoryStore:
             window=request_window, skew=request_skew, max_entries=max_requests, wall_clock=wall_clock
         )
         self.sweeper = Sweeper(self.sweep, sweep_every, wait=sweep_wait)
-        self._stopping = False
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -141,7 +136,7 @@ class MemoryStore:
                 if len(self._sessions) >= self.max_sessions:
                     raise TooManySessions(f"too many live sessions (the limit is {self.max_sessions})")
             if alive is not None and not alive():
-                raise gone()
+                raise CallerGone()
             token = secrets.token_urlsafe(16)
             self._sessions[token] = _Session(float(value), now, owner)
         return token
@@ -174,7 +169,7 @@ class MemoryStore:
             self._check_open(session)
             result = compute(session.value, operator, operand, limit)
             if alive is not None and not alive():
-                raise gone()
+                raise CallerGone()
             session.value = result
             session.step_count += 1
             self._touch(token, session, now)
@@ -210,7 +205,7 @@ class MemoryStore:
             self._check_open(session)
             results = compute_many(session.value, operations, alive)
             if alive is not None and not alive():
-                raise gone()
+                raise CallerGone()
             value = results[-1] if results else session.value
             session.value = value
             session.step_count += len(operations)
@@ -259,7 +254,7 @@ class MemoryStore:
             self._check_open(session)
             check_limit(session.value, limit)
             if alive is not None and not alive():
-                raise gone()
+                raise CallerGone()
             self._end(token, session)
             return session.value, session.step_count
 
@@ -274,16 +269,10 @@ class MemoryStore:
             with session.lock:
                 if session.watchers and watcher in session.watchers:
                     session.watchers.remove(watcher)
-            with self._watchers_lock:
-                self._watchers.discard(watcher)
+            self._watches.discard(watcher)
 
         watcher = Watcher(self.watch_backlog, detach)
-        with self._watchers_lock:
-            if self._stopping:
-                raise ServerStopping()
-            if len(self._watchers) >= self.max_watchers:
-                raise TooManyWatchers(f"too many open watches (the limit is {self.max_watchers})")
-            self._watchers.add(watcher)
+        self._watches.add(watcher)
         try:
             with session.lock:
                 self._check_open(session)
@@ -310,11 +299,7 @@ class MemoryStore:
     def shutdown(self) -> None:
         """End every watch with ServerStopping and refuse new ones; other calls in flight still finish."""
         self.sweeper.stop()
-        with self._watchers_lock:
-            self._stopping = True
-            watchers = list(self._watchers)
-        for watcher in watchers:
-            watcher._end(ServerStopping())
+        self._watches.stop()
 
     # -- internals --------------------------------------------------------------------
 
@@ -323,7 +308,7 @@ class MemoryStore:
         # Another caller's session is, to this caller, a token never made: the same error, word for word.
         if session is None or session.owner != owner:
             check_token(token)
-            raise SessionNotFound("no live session has this token: it was closed, expired or never made")
+            raise SessionNotFound()
         if now - session.last_used > self.idle_timeout:
             with session.lock:
                 if not session.closed:

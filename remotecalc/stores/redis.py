@@ -12,13 +12,9 @@ key's TTL. A lost race re-reads and recomputes. All keys of a session share the 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import math
 import os
 import secrets
-import struct
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
@@ -27,13 +23,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import (
     Aborted,
+    CallerGone,
     RemoteCalcError,
     RequestIdReused,
-    ServerStopping,
     SessionNotFound,
     StoreFull,
     StoreUnavailable,
-    TooManyWatchers,
     WatcherTooSlow,
 )
 from ..model import OPERATORS, Snapshot, Step, Update
@@ -47,7 +42,9 @@ from ..requests import (
     create_fingerprint,
     parse_request_id,
 )
-from ..rules import Alive, check_limit, check_operand, check_token, compute, compute_many, gone, steps_after
+from ..rules import Alive, check_limit, check_operand, check_token, compute, compute_many, steps_after
+from . import redis_scripts as scripts
+from .watches import OpenWatches
 
 try:
     import redis
@@ -66,7 +63,6 @@ PASSWORD_VARIABLE = "REMOTECALC_REDIS_PASSWORD"
 DEFAULT_TIMEOUT = 1.0
 
 _T = TypeVar("_T")
-_NOT_FOUND = "no live session has this token: it was closed, expired or never made"
 _UNREACHABLE = "the session store (Redis) is unreachable: a change may or may not be made; retry with its request_id"
 _REFUSED = f"the session store (Redis) refused the server's password: check {PASSWORD_VARIABLE} or the URL"
 _FULL = (
@@ -76,91 +72,6 @@ _FULL = (
 # A lost compare-and-set re-reads and recomputes; this many lost races in a row is contention enough.
 _RETRIES = 64
 
-# KEYS: state hash, watch stream[, reply of this request id].
-# ARGV: expected step count, kind (a change / c close), new step count, new value, TTL ms, the
-# oldest stream id the history still needs, reply, reply TTL ms, the change's steps (packed), caller.
-# Another caller's session is gone to this one, before any request id is looked up.
-_COMMIT = """
-local state = redis.call('HMGET', KEYS[1], 'n', 'v', 'o')
-if state[1] and (state[3] or '') ~= ARGV[10] then return {'gone'} end
-if #KEYS == 3 then
-  local done = redis.call('GET', KEYS[3])
-  if done then return {'dup', done} end
-end
-if not state[1] then return {'gone'} end
-if state[1] ~= ARGV[1] then return {'moved', state[1], state[2]} end
-if ARGV[2] == 'c' then
-  redis.call('DEL', KEYS[1])
-  redis.call('XADD', KEYS[2], ARGV[3] .. '-1', 'p', ARGV[1], 'v', ARGV[4], 'c', '1')
-else
-  redis.call('HSET', KEYS[1], 'n', ARGV[3], 'v', ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  if ARGV[9] ~= '' then
-    redis.call('XADD', KEYS[2], 'MINID', ARGV[6], ARGV[3] .. '-0', 'p', ARGV[1], 'v', ARGV[4], 's', ARGV[9])
-  end
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-if #KEYS == 3 then redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[8]) end
-return {'ok'}
-"""
-
-# KEYS: state hash. ARGV: value, TTL ms, caller.
-_CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'n', '0', 'v', ARGV[1], 'i', ARGV[1])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'o', ARGV[3]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-
-
-# KEYS: state hash, watch stream. ARGV: the first stream id wanted, '' for none.
-# A script, not MULTI: Redis refuses to queue commands in a MULTI when it is full, a script's reads it runs.
-_READ = """
-local state = redis.call('HMGET', KEYS[1], 'n', 'v', 'i', 'o')
-local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local entries = {}
-if ARGV[1] ~= '' then entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+') end
-return {state, newest, entries}
-"""
-
-
-def _keys(token: str) -> tuple[str, str]:
-    """The state hash and the watch stream of a session: one hash tag, one Cluster slot."""
-    return f"rc:{{{token}}}:s", f"rc:{{{token}}}:w"
-
-
-def _owner_part(owner: str) -> str:
-    """A caller's part of a request key: hex, so no name can reach into another key or hash tag."""
-    return f":{owner.encode().hex()}" if owner else ""
-
-
-def _pack(operators: Sequence[int], operands: Sequence[float], results: Sequence[float]) -> str:
-    """A change's steps in one string: operator bytes, then operands and results as exact doubles."""
-    size = len(results)
-    raw = bytes(operators) + struct.pack(f"<{size}d", *operands) + struct.pack(f"<{size}d", *results)
-    return base64.b64encode(raw).decode("ascii")
-
-
-def _unpack(text: str, last: int) -> list[Step]:
-    """The steps _pack packed, numbered so that the last one is last."""
-    raw = base64.b64decode(text)
-    size = len(raw) // 17
-    operands = struct.unpack_from(f"<{size}d", raw, size)
-    results = struct.unpack_from(f"<{size}d", raw, 9 * size)
-    operators = map(OPERATORS.__getitem__, raw[:size])
-    return list(map(Step._make, zip(range(last - size + 1, last + 1), operators, operands, results, strict=True)))
-
-
-def _entry_steps(entry_id: str, fields: dict[str, str]) -> list[Step]:
-    text = fields.get("s")
-    return _unpack(text, int(entry_id.partition("-")[0])) if text else []
-
-
-def _step(text: str) -> Step:
-    number, operator, operand, result = text.split(" ")
-    return Step(int(number), OPERATORS[int(operator)], float(operand), float(result))
-
 
 def _requires_redis() -> None:
     if redis is None:
@@ -168,25 +79,6 @@ def _requires_redis() -> None:
             "the Redis store needs redis-py: pip install 'remotecalc[redis]'",
             name="redis",
         )
-
-
-class _Script:
-    """A Lua script run by its SHA1, sent whole to a Redis that has not cached it (new, or restarted).
-
-    Not redis-py's Script: on a Cluster it loads a script on every master at once, so with one master
-    down no script new to the others could run on them. NoScriptError means the script did not run.
-    """
-
-    def __init__(self, client: Any, source: str) -> None:
-        self._client = client
-        self._source = source
-        self._sha = hashlib.sha1(source.encode()).hexdigest()
-
-    def __call__(self, *, keys: Sequence[str], args: Sequence[str]) -> Any:
-        try:
-            return self._client.evalsha(self._sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            return self._client.eval(self._source, len(keys), *keys, *args)
 
 
 class _Change:
@@ -238,15 +130,13 @@ class RedisStore:
         self._reply_ttl_ms = str(math.ceil((request_window + request_skew) * 1000))
         # A closed session's stream stays only for its watchers to read the end, not a whole idle timeout.
         self._closed_ttl_ms = str(min(int(self._ttl_ms), int(self._reply_ttl_ms)))
-        self._commit = _Script(client, _COMMIT)
-        self._create = _Script(client, _CREATE)
-        self._read_script = _Script(client, _READ)
+        self._commit = scripts.Script(client, scripts.COMMIT)
+        self._create = scripts.Script(client, scripts.CREATE)
+        self._read_script = scripts.Script(client, scripts.READ)
         # The last state this replica saw of each session: (step count, value). A stale one costs a retry.
         self._cache: dict[str, tuple[int, float, str]] = {}
         self._cache_size = cache_size
-        self._feeds: set[_Feed] = set()
-        self._feeds_lock = threading.Lock()
-        self._stopping = False
+        self._watches: OpenWatches[_Feed] = OpenWatches(max_watchers)
         self._name = name
 
     @classmethod
@@ -301,11 +191,7 @@ class RedisStore:
 
     def shutdown(self) -> None:
         """End every Watch with SERVER_STOPPING, refuse new ones and close idle connections."""
-        with self._feeds_lock:
-            self._stopping = True
-            feeds = list(self._feeds)
-        for feed in feeds:
-            feed.end(ServerStopping())
+        self._watches.stop()
         pool = getattr(self._redis, "connection_pool", None)
         if pool is not None:
             pool.disconnect(inuse_connections=False)
@@ -318,10 +204,10 @@ class RedisStore:
             return self._unreachable(lambda: self._create_once(value, request_id, alive, owner))
         check_operand(value, "initial value")
         if alive is not None and not alive():
-            raise gone()
+            raise CallerGone()
         value = float(value)
         token = secrets.token_urlsafe(16)
-        self._unreachable(lambda: self._create(keys=[_keys(token)[0]], args=[repr(value), self._ttl_ms, owner]))
+        self._unreachable(lambda: self._create(keys=[scripts.keys(token)[0]], args=[repr(value), self._ttl_ms, owner]))
         self._remember(token, 0, value, owner)
         return token
 
@@ -342,10 +228,10 @@ class RedisStore:
             result = compute(value, operator, operand, limit)
             step = Step(count + 1, OPERATORS[operator], operand, result)
             reply = f"{count + 1} {operator:d} {float(operand)!r} {result!r}"
-            return _Change(result, count + 1, _pack((operator,), (operand,), (result,)), reply, step)
+            return _Change(result, count + 1, scripts.pack((operator,), (operand,), (result,)), reply, step)
 
         fingerprint = apply_fingerprint(operator, operand, limit) if request_id else b""
-        return self._change(token, change, request_id, fingerprint, alive, _step, owner)
+        return self._change(token, change, request_id, fingerprint, alive, scripts.step_of, owner)
 
     def apply_many(
         self,
@@ -367,14 +253,14 @@ class RedisStore:
                 return _Change(value, count, "", f"{value!r} {count}", (value, count))
             keep = max(0, len(operations) - self.history_limit)
             kept = operations[keep:] if keep else operations
-            steps = _pack(
+            steps = scripts.pack(
                 list(map(itemgetter(0), kept)), list(map(itemgetter(1), kept)), results[keep:] if keep else results
             )
             final, total = results[-1], count + len(operations)
             return _Change(final, total, steps, f"{final!r} {total}", (final, total))
 
         fingerprint = batch_fingerprint(operations) if request_id else b""
-        return self._change(token, change, request_id, fingerprint, alive, _value_and_count, owner)
+        return self._change(token, change, request_id, fingerprint, alive, scripts.value_and_count, owner)
 
     def snapshot(self, token: str, *, owner: str = "") -> Snapshot:
         """The session's value, step count and recent history; reading it changes nothing."""
@@ -382,9 +268,9 @@ class RedisStore:
         state, _, entries = self._unreachable(lambda: self._read_session(token, "-"))
         count, value, initial, held_by = state
         if count is None or value is None or initial is None or (held_by or "") != owner:
-            raise SessionNotFound(_NOT_FOUND)
+            raise SessionNotFound()
         self._remember(token, int(count), float(value), owner)
-        history = [step for entry_id, raw in entries for step in _entry_steps(entry_id, _fields(raw))]
+        history = [step for entry_id, raw in entries for step in scripts.entry_steps(entry_id, scripts.fields(raw))]
         return Snapshot(token, float(value), int(count), tuple(history[-self.history_limit :]), float(initial))
 
     def close(
@@ -403,20 +289,18 @@ class RedisStore:
             return _Change(value, count, "", f"{value!r} {count}", (value, count), close=True)
 
         fingerprint = close_fingerprint(limit) if request_id else b""
-        return self._change(token, change, request_id, fingerprint, alive, _value_and_count, owner)
+        return self._change(token, change, request_id, fingerprint, alive, scripts.value_and_count, owner)
 
     def watch(self, token: str, after_step: int = 0, *, owner: str = "") -> _Feed:
         """A feed of the session: its state now (with the steps after after_step), then every change."""
         check_token(token)
-        with self._feeds_lock:
-            if self._stopping:
-                raise ServerStopping()
-            if len(self._feeds) >= self.max_watchers:
-                raise TooManyWatchers(f"too many open watches (the limit is {self.max_watchers})")
-        first, last_id = self._unreachable(lambda: self._watch_start(token, after_step, owner))
-        feed = _Feed(self, token, first, last_id)
-        with self._feeds_lock:
-            self._feeds.add(feed)
+        feed = _Feed(self, token)
+        self._watches.add(feed)
+        try:
+            feed.first, feed.last_id = self._unreachable(lambda: self._watch_start(token, after_step, owner))
+        except BaseException:
+            self._watches.discard(feed)
+            raise
         return feed
 
     # -- internals ----------------------------------------------------------------------
@@ -458,16 +342,16 @@ class RedisStore:
         cache[token] = (count, value, owner)
 
     def _read(self, token: str, owner: str) -> tuple[int, float]:
-        count, value, held_by = self._redis.hmget(_keys(token)[0], "n", "v", "o")
+        count, value, held_by = self._redis.hmget(scripts.keys(token)[0], "n", "v", "o")
         if count is None or value is None or (held_by or "") != owner:
-            raise SessionNotFound(_NOT_FOUND)
+            raise SessionNotFound()
         return int(count), float(value)
 
     def _request_key(self, token: str, request_id: str, owner: str) -> str:
         """The key of a request id's stored reply, in the session's slot and the caller's scope; refuses a bad id."""
         raw = parse_request_id(request_id)
         check_date(raw, self._wall_clock(), self.request_window, self.request_skew)
-        return f"rc:{{{token}}}:q:{raw.hex()}{_owner_part(owner)}"
+        return f"rc:{{{token}}}:q:{raw.hex()}{scripts.owner_part(owner)}"
 
     def _change(
         self,
@@ -494,7 +378,7 @@ class RedisStore:
         parse: Callable[[str], _T],
         owner: str,
     ) -> _T:
-        keys = [*_keys(token), request_key] if request_key else list(_keys(token))
+        keys = [*scripts.keys(token), request_key] if request_key else list(scripts.keys(token))
         cached = self._cache.get(token)
         # What this replica saw of another caller's session is no help to this one.
         known = cached[:2] if cached is not None and cached[2] == owner else None
@@ -512,7 +396,7 @@ class RedisStore:
                     continue
                 raise
             if alive is not None and not alive():
-                raise gone()
+                raise CallerGone()
             kind = "c" if done.close else "a"
             args = [
                 str(count),
@@ -539,7 +423,7 @@ class RedisStore:
                 return _replayed(outcome[1], tag, parse)
             if verdict == "gone":
                 self._cache.pop(token, None)
-                raise SessionNotFound(_NOT_FOUND)
+                raise SessionNotFound()
             known = (int(outcome[1]), float(outcome[2]))
         raise Aborted(f"the session changed under {_RETRIES} attempts in a row: retry")
 
@@ -547,7 +431,7 @@ class RedisStore:
         raw = parse_request_id(request_id)
         check_date(raw, self._wall_clock(), self.request_window, self.request_skew)
         tag = create_fingerprint(value).hex()
-        key = f"rc:{{c:{raw.hex()}}}{_owner_part(owner)}"
+        key = f"rc:{{c:{raw.hex()}}}{scripts.owner_part(owner)}"
         stored = self._redis.get(key)
         if stored is not None:
             return str(_replayed(stored, tag, str))
@@ -558,36 +442,35 @@ class RedisStore:
             recorded = self._redis.set(key, f"{tag}|{token}", nx=True, px=int(self._reply_ttl_ms))
         except redis.OutOfMemoryError:
             # Refused as full: nothing names the new session, so it goes and the create was not made.
-            self._redis.delete(*_keys(token))
+            self._redis.delete(*scripts.keys(token))
             self._cache.pop(token, None)
             raise
         if recorded:
             return token
-        self._redis.delete(*_keys(token))
+        self._redis.delete(*scripts.keys(token))
         self._cache.pop(token, None)
         stored = self._redis.get(key)
         return token if stored is None else str(_replayed(stored, tag, str))
 
     def _read_session(self, token: str, first_id: str) -> tuple[list[str | None], list[Any], list[Any]]:
         """At one instant: the session's state (n, v, i, o), its newest stream entry, its entries from first_id."""
-        state, newest, entries = self._read_script(keys=list(_keys(token)), args=[first_id])
+        state, newest, entries = self._read_script(keys=list(scripts.keys(token)), args=[first_id])
         return [field if isinstance(field, str) else None for field in state], newest, entries
 
     def _watch_start(self, token: str, after_step: int, owner: str) -> tuple[Update, str]:
         state, newest, entries = self._read_session(token, f"({after_step}-0" if after_step else "")
         count, value, _, held_by = state
         if count is None or value is None or (held_by or "") != owner:
-            raise SessionNotFound(_NOT_FOUND)
+            raise SessionNotFound()
         kept: list[Step] = []
         for entry_id, raw in entries:
-            kept.extend(_entry_steps(entry_id, _fields(raw)))
+            kept.extend(scripts.entry_steps(entry_id, scripts.fields(raw)))
         steps = steps_after(kept, int(count), after_step)
         last_id = newest[0][0] if newest else "0-0"
         return Update(token, float(value), int(count), steps, False), last_id
 
     def _detach(self, feed: _Feed) -> None:
-        with self._feeds_lock:
-            self._feeds.discard(feed)
+        self._watches.discard(feed)
 
 
 def _where(url: str) -> str:
@@ -615,18 +498,6 @@ def _start_problem(where: str, error: BaseException) -> str:
     return f"the session store (Redis) at {where} is unreachable ({reason}): is redis-server running there?"
 
 
-def _fields(raw: dict[str, str] | list[str]) -> dict[str, str]:
-    """A stream entry's fields as a dict: a Cluster pipeline leaves them a flat list."""
-    if isinstance(raw, dict):
-        return raw
-    return dict(zip(raw[::2], raw[1::2], strict=True))
-
-
-def _value_and_count(text: str) -> tuple[float, int]:
-    value, count = text.split(" ")
-    return float(value), int(count)
-
-
 def _replayed(stored: str, tag: str, parse: Callable[[str], _T]) -> _T:
     """The stored reply of a request id, if it was used for this very request."""
     stored_tag, _, reply = stored.partition("|")
@@ -638,11 +509,12 @@ def _replayed(stored: str, tag: str, parse: Callable[[str], _T]) -> _T:
 class _Feed:
     """One Watch on a Redis store: XREAD BLOCK on the session's stream, so no change is missed."""
 
-    def __init__(self, store: RedisStore, token: str, first: Update, last_id: str) -> None:
+    def __init__(self, store: RedisStore, token: str) -> None:
         self._store = store
         self._token = token
-        self._first = first
-        self._last_id = last_id
+        #: The session as the Watch starts, and the stream id it reads on from: set before iterating.
+        self.first = Update(token, 0.0, 0, (), True)
+        self.last_id = "0-0"
         self._error: RemoteCalcError | None = None
         self._cancelled = False
 
@@ -658,9 +530,9 @@ class _Feed:
 
     def __iter__(self) -> Iterator[Update]:
         store, token = self._store, self._token
-        update = self._first
+        update = self.first
         yield update
-        state_key, stream_key = _keys(token)
+        state_key, stream_key = scripts.keys(token)
         value, count = update.value, update.step_count
         while True:
             if self._error is not None:
@@ -668,7 +540,7 @@ class _Feed:
             if self._cancelled:
                 return
             reply = store._unreachable(
-                lambda: store._redis.xread({stream_key: self._last_id}, count=100, block=store._block_ms)
+                lambda: store._redis.xread({stream_key: self.last_id}, count=100, block=store._block_ms)
             )
             if not reply:
                 if not store._unreachable(lambda: store._redis.exists(state_key)):
@@ -677,8 +549,8 @@ class _Feed:
                     return
                 continue
             for entry_id, raw in reply[0][1]:
-                fields = _fields(raw)
-                self._last_id = entry_id
+                fields = scripts.fields(raw)
+                self.last_id = entry_id
                 if int(fields["p"]) != count:
                     raise WatcherTooSlow(
                         f"the watcher fell more than {store.history_limit} steps behind and was ended:"
@@ -689,4 +561,4 @@ class _Feed:
                     yield Update(token, value, count, (), True)
                     return
                 count = int(entry_id.partition("-")[0])
-                yield Update(token, value, count, tuple(_entry_steps(entry_id, fields)), False)
+                yield Update(token, value, count, tuple(scripts.entry_steps(entry_id, fields)), False)
