@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import islice
 
+from .context import Alive
 from .errors import (
     BeyondLimit,
     CallerGone,
@@ -26,7 +27,6 @@ from .model import Step
 
 __all__ = [
     "FLOAT32_MAX",
-    "Alive",
     "check_limit",
     "check_operand",
     "check_token",
@@ -35,8 +35,6 @@ __all__ = [
     "steps_after",
 ]
 
-#: A hook a mutating call checks right before it commits: False when its caller has gone.
-Alive = Callable[[], bool]
 
 #: The largest finite value of a 32-bit float, the article contract's number type.
 FLOAT32_MAX = 3.4028234663852886e38

@@ -21,11 +21,10 @@ from operator import itemgetter
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
+from ..context import ANYONE, Call
 from ..errors import (
     Aborted,
-    CallerGone,
     RemoteCalcError,
-    RequestIdReused,
     SessionNotFound,
     StoreFull,
     StoreUnavailable,
@@ -35,14 +34,13 @@ from ..model import OPERATORS, Snapshot, Step, Update
 from ..requests import (
     DEFAULT_REQUEST_WINDOW,
     DEFAULT_SKEW,
+    Request,
     apply_fingerprint,
     batch_fingerprint,
-    check_date,
     close_fingerprint,
     create_fingerprint,
-    parse_request_id,
 )
-from ..rules import Alive, check_limit, check_operand, check_token, compute, compute_many, steps_after
+from ..rules import check_limit, check_operand, check_token, compute, compute_many, steps_after
 from . import redis_scripts as scripts
 from .watches import OpenWatches
 
@@ -198,30 +196,14 @@ class RedisStore:
         else:
             self._redis.disconnect_connection_pools()
 
-    def create(self, value: float, *, request_id: str = "", alive: Alive | None = None, owner: str = "") -> str:
-        """Open a session holding value, owned by owner, and return its token."""
-        if request_id:
-            return self._unreachable(lambda: self._create_once(value, request_id, alive, owner))
-        check_operand(value, "initial value")
-        if alive is not None and not alive():
-            raise CallerGone()
-        value = float(value)
-        token = secrets.token_urlsafe(16)
-        self._unreachable(lambda: self._create(keys=[scripts.keys(token)[0]], args=[repr(value), self._ttl_ms, owner]))
-        self._remember(token, 0, value, owner)
-        return token
+    def create(self, value: float, *, call: Call = ANYONE) -> str:
+        """Open a session holding value, owned by the caller, and return its token."""
+        if call.request_id:
+            request = Request.of(call, "create", create_fingerprint(value))
+            return self._unreachable(lambda: self._create_once(value, request, call))
+        return self._create_session(value, call)
 
-    def apply(
-        self,
-        token: str,
-        operator: int,
-        operand: float,
-        *,
-        limit: float = math.inf,
-        request_id: str = "",
-        alive: Alive | None = None,
-        owner: str = "",
-    ) -> Step:
+    def apply(self, token: str, operator: int, operand: float, *, limit: float = math.inf, call: Call = ANYONE) -> Step:
         """Apply one operation; limit bounds the result's magnitude (the article's float32)."""
 
         def change(value: float, count: int) -> _Change:
@@ -230,17 +212,11 @@ class RedisStore:
             reply = f"{count + 1} {operator:d} {float(operand)!r} {result!r}"
             return _Change(result, count + 1, scripts.pack((operator,), (operand,), (result,)), reply, step)
 
-        fingerprint = apply_fingerprint(operator, operand, limit) if request_id else b""
-        return self._change(token, change, request_id, fingerprint, alive, scripts.step_of, owner)
+        fingerprint = apply_fingerprint(operator, operand, limit) if call.request_id else b""
+        return self._change(token, change, call, fingerprint, scripts.step_of)
 
     def apply_many(
-        self,
-        token: str,
-        operations: Sequence[tuple[int, float]],
-        *,
-        request_id: str = "",
-        alive: Alive | None = None,
-        owner: str = "",
+        self, token: str, operations: Sequence[tuple[int, float]], *, call: Call = ANYONE
     ) -> tuple[float, int]:
         """Apply operations in order, all or nothing; return the value and step count.
 
@@ -248,7 +224,7 @@ class RedisStore:
         """
 
         def change(value: float, count: int) -> _Change:
-            results = compute_many(value, operations, alive)
+            results = compute_many(value, operations, call.alive)
             if not results:
                 return _Change(value, count, "", f"{value!r} {count}", (value, count))
             keep = max(0, len(operations) - self.history_limit)
@@ -259,45 +235,37 @@ class RedisStore:
             final, total = results[-1], count + len(operations)
             return _Change(final, total, steps, f"{final!r} {total}", (final, total))
 
-        fingerprint = batch_fingerprint(operations) if request_id else b""
-        return self._change(token, change, request_id, fingerprint, alive, scripts.value_and_count, owner)
+        fingerprint = batch_fingerprint(operations) if call.request_id else b""
+        return self._change(token, change, call, fingerprint, scripts.value_and_count)
 
-    def snapshot(self, token: str, *, owner: str = "") -> Snapshot:
+    def snapshot(self, token: str, *, call: Call = ANYONE) -> Snapshot:
         """The session's value, step count and recent history; reading it changes nothing."""
         check_token(token)
         state, _, entries = self._unreachable(lambda: self._read_session(token, "-"))
         count, value, initial, held_by = state
-        if count is None or value is None or initial is None or (held_by or "") != owner:
+        if count is None or value is None or initial is None or (held_by or "") != call.caller:
             raise SessionNotFound()
-        self._remember(token, int(count), float(value), owner)
+        self._remember(token, int(count), float(value), call.caller)
         history = [step for entry_id, raw in entries for step in scripts.entry_steps(entry_id, scripts.fields(raw))]
         return Snapshot(token, float(value), int(count), tuple(history[-self.history_limit :]), float(initial))
 
-    def close(
-        self,
-        token: str,
-        *,
-        limit: float = math.inf,
-        request_id: str = "",
-        alive: Alive | None = None,
-        owner: str = "",
-    ) -> tuple[float, int]:
+    def close(self, token: str, *, limit: float = math.inf, call: Call = ANYONE) -> tuple[float, int]:
         """Close the session and return its final value and step count."""
 
         def change(value: float, count: int) -> _Change:
             check_limit(value, limit)
             return _Change(value, count, "", f"{value!r} {count}", (value, count), close=True)
 
-        fingerprint = close_fingerprint(limit) if request_id else b""
-        return self._change(token, change, request_id, fingerprint, alive, scripts.value_and_count, owner)
+        fingerprint = close_fingerprint(limit) if call.request_id else b""
+        return self._change(token, change, call, fingerprint, scripts.value_and_count)
 
-    def watch(self, token: str, after_step: int = 0, *, owner: str = "") -> _Feed:
+    def watch(self, token: str, after_step: int = 0, *, call: Call = ANYONE) -> _Feed:
         """A feed of the session: its state now (with the steps after after_step), then every change."""
         check_token(token)
         feed = _Feed(self, token)
         self._watches.add(feed)
         try:
-            feed.first, feed.last_id = self._unreachable(lambda: self._watch_start(token, after_step, owner))
+            feed.first, feed.last_id = self._unreachable(lambda: self._watch_start(token, after_step, call.caller))
         except BaseException:
             self._watches.discard(feed)
             raise
@@ -347,37 +315,37 @@ class RedisStore:
             raise SessionNotFound()
         return int(count), float(value)
 
-    def _request_key(self, token: str, request_id: str, owner: str) -> str:
-        """The key of a request id's stored reply, in the session's slot and the caller's scope; refuses a bad id."""
-        raw = parse_request_id(request_id)
-        check_date(raw, self._wall_clock(), self.request_window, self.request_skew)
-        return f"rc:{{{token}}}:q:{raw.hex()}{scripts.owner_part(owner)}"
+    def _reply_key(self, request: Request) -> str:
+        """Where a request id's reply is kept: in its session's slot (or its own for a create), for its caller."""
+        request.check_date(self._wall_clock(), self.request_window, self.request_skew)
+        caller = scripts.owner_part(request.caller)
+        if request.scope == "create":
+            return f"rc:{{c:{request.id.hex()}}}{caller}"
+        return f"rc:{{{request.scope}}}:q:{request.id.hex()}{caller}"
 
     def _change(
         self,
         token: str,
         change: Callable[[float, int], _Change],
-        request_id: str,
+        call: Call,
         fingerprint: bytes,
-        alive: Alive | None,
         parse: Callable[[str], _T],
-        owner: str,
     ) -> _T:
         check_token(token)
-        request_key = self._request_key(token, request_id, owner) if request_id else ""
-        tag = fingerprint.hex()
-        return self._unreachable(lambda: self._commit_change(token, change, request_key, tag, alive, parse, owner))
+        request = Request.of(call, token, fingerprint) if call.request_id else None
+        request_key = self._reply_key(request) if request is not None else ""
+        return self._unreachable(lambda: self._commit_change(token, change, call, request, request_key, parse))
 
     def _commit_change(
         self,
         token: str,
         change: Callable[[float, int], _Change],
+        call: Call,
+        request: Request | None,
         request_key: str,
-        tag: str,
-        alive: Alive | None,
         parse: Callable[[str], _T],
-        owner: str,
     ) -> _T:
+        owner = call.caller
         keys = [*scripts.keys(token), request_key] if request_key else list(scripts.keys(token))
         cached = self._cache.get(token)
         # What this replica saw of another caller's session is no help to this one.
@@ -388,15 +356,14 @@ class RedisStore:
                 count, value = self._read(token, owner) if known is None else known
                 done = change(value, count)
             except RemoteCalcError:
-                if request_key and (reply := self._redis.get(request_key)) is not None:
-                    return _replayed(reply, tag, parse)
+                if request is not None and (reply := self._redis.get(request_key)) is not None:
+                    return _replayed(reply, request, parse)
                 if not fresh:
                     # Computed from the cache: the session as Redis has it may say otherwise.
                     known = None
                     continue
                 raise
-            if alive is not None and not alive():
-                raise CallerGone()
+            call.check_waiting()
             kind = "c" if done.close else "a"
             args = [
                 str(count),
@@ -406,7 +373,7 @@ class RedisStore:
                 self._closed_ttl_ms if done.close else self._ttl_ms,
                 # The stream keeps the entries holding the last history_limit steps: the history.
                 f"{max(1, done.count - self.history_limit + 1)}-0",
-                f"{tag}|{done.reply}",
+                f"{request.fingerprint.hex() if request else ''}|{done.reply}",
                 self._reply_ttl_ms,
                 done.steps,
                 owner,
@@ -419,27 +386,35 @@ class RedisStore:
                 else:
                     self._remember(token, done.count, done.value, owner)
                 return cast(_T, done.result)
-            if verdict == "dup":
-                return _replayed(outcome[1], tag, parse)
+            if verdict == "dup" and request is not None:
+                return _replayed(outcome[1], request, parse)
             if verdict == "gone":
                 self._cache.pop(token, None)
                 raise SessionNotFound()
             known = (int(outcome[1]), float(outcome[2]))
         raise Aborted(f"the session changed under {_RETRIES} attempts in a row: retry")
 
-    def _create_once(self, value: float, request_id: str, alive: Alive | None, owner: str) -> str:
-        raw = parse_request_id(request_id)
-        check_date(raw, self._wall_clock(), self.request_window, self.request_skew)
-        tag = create_fingerprint(value).hex()
-        key = f"rc:{{c:{raw.hex()}}}{scripts.owner_part(owner)}"
+    def _create_session(self, value: float, call: Call) -> str:
+        check_operand(value, "initial value")
+        call.check_waiting()
+        value = float(value)
+        token = secrets.token_urlsafe(16)
+        self._unreachable(
+            lambda: self._create(keys=[scripts.keys(token)[0]], args=[repr(value), self._ttl_ms, call.caller])
+        )
+        self._remember(token, 0, value, call.caller)
+        return token
+
+    def _create_once(self, value: float, request: Request, call: Call) -> str:
+        key = self._reply_key(request)
         stored = self._redis.get(key)
         if stored is not None:
-            return str(_replayed(stored, tag, str))
-        token = self.create(value, alive=alive, owner=owner)
+            return str(_replayed(stored, request, str))
+        token = self._create_session(value, call)
         # The session first, then the id: a crash between them leaves an orphan that expires, never a
         # reply naming a session that was not made. Of two racing creates, the later one yields.
         try:
-            recorded = self._redis.set(key, f"{tag}|{token}", nx=True, px=int(self._reply_ttl_ms))
+            recorded = self._redis.set(key, f"{request.fingerprint.hex()}|{token}", nx=True, px=int(self._reply_ttl_ms))
         except redis.OutOfMemoryError:
             # Refused as full: nothing names the new session, so it goes and the create was not made.
             self._redis.delete(*scripts.keys(token))
@@ -450,7 +425,7 @@ class RedisStore:
         self._redis.delete(*scripts.keys(token))
         self._cache.pop(token, None)
         stored = self._redis.get(key)
-        return token if stored is None else str(_replayed(stored, tag, str))
+        return token if stored is None else str(_replayed(stored, request, str))
 
     def _read_session(self, token: str, first_id: str) -> tuple[list[str | None], list[Any], list[Any]]:
         """At one instant: the session's state (n, v, i, o), its newest stream entry, its entries from first_id."""
@@ -498,11 +473,10 @@ def _start_problem(where: str, error: BaseException) -> str:
     return f"the session store (Redis) at {where} is unreachable ({reason}): is redis-server running there?"
 
 
-def _replayed(stored: str, tag: str, parse: Callable[[str], _T]) -> _T:
+def _replayed(stored: str, request: Request, parse: Callable[[str], _T]) -> _T:
     """The stored reply of a request id, if it was used for this very request."""
-    stored_tag, _, reply = stored.partition("|")
-    if stored_tag != tag:
-        raise RequestIdReused("request_id was already used for a different request")
+    fingerprint, _, reply = stored.partition("|")
+    request.check_same(bytes.fromhex(fingerprint))
     return parse(reply)
 
 
