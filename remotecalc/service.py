@@ -115,7 +115,8 @@ class CalculatorV1(pb_grpc.CalculatorServicer):
         return pb.ApplyBatchResponse(value=value, step_count=count)
 
     def GetSession(self, request: pb.GetSessionRequest, context: Any, caller: str = "") -> pb.GetSessionResponse:
-        return pb.GetSessionResponse(session=session_message(self._engine.snapshot(request.token, call=Call(caller))))
+        snapshot = self._engine.snapshot(request.token, call=call_of(context, caller))
+        return pb.GetSessionResponse(session=session_message(snapshot))
 
     def CloseSession(self, request: pb.CloseSessionRequest, context: Any, caller: str = "") -> pb.CloseSessionResponse:
         value, count = self._engine.close(request.token, call=call_of(context, caller, request.request_id))
@@ -124,7 +125,7 @@ class CalculatorV1(pb_grpc.CalculatorServicer):
     def WatchSession(
         self, request: pb.WatchSessionRequest, context: Any, caller: str = ""
     ) -> Iterator[pb.WatchSessionResponse]:
-        watcher = self._engine.watch(request.token, request.after_step, call=Call(caller))
+        watcher = self._engine.watch(request.token, request.after_step, call=call_of(context, caller))
         if not context.add_callback(watcher.cancel):
             watcher.cancel()
         try:

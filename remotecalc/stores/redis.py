@@ -13,21 +13,17 @@ key's TTL. A lost race re-reads and recomputes. All keys of a session share the 
 from __future__ import annotations
 
 import math
-import os
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, TypeVar, cast
-from urllib.parse import parse_qs, urlsplit
 
 from ..context import ANYONE, Call
 from ..errors import (
     Aborted,
     RemoteCalcError,
     SessionNotFound,
-    StoreFull,
-    StoreUnavailable,
     WatcherTooSlow,
 )
 from ..model import OPERATORS, Snapshot, Step, Update
@@ -41,42 +37,21 @@ from ..requests import (
     create_fingerprint,
 )
 from ..rules import check_limit, check_operand, check_token, compute, compute_many, steps_after
+from . import redis_connect as connection
 from . import redis_scripts as scripts
+from .redis_connect import DEFAULT_TIMEOUT, PASSWORD_VARIABLE, unreachable
 from .watches import OpenWatches
 
 try:
     import redis
-    from redis.backoff import NoBackoff
-    from redis.exceptions import RedisClusterException
-    from redis.retry import Retry
-except ImportError:  # pragma: no cover - the message is the point
+except ImportError:  # pragma: no cover - the Redis store says so as it opens
     redis = None  # type: ignore[assignment]
 
 __all__ = ["DEFAULT_TIMEOUT", "PASSWORD_VARIABLE", "RedisStore"]
 
-#: The environment variable a Redis password is read from when the URL has none.
-PASSWORD_VARIABLE = "REMOTECALC_REDIS_PASSWORD"
-#: Seconds a connection to Redis, or one command's reply, may take before the call fails STORE_UNAVAILABLE
-#: (the URL's socket_timeout and socket_connect_timeout override it). A Watch blocks half as long.
-DEFAULT_TIMEOUT = 1.0
-
 _T = TypeVar("_T")
-_UNREACHABLE = "the session store (Redis) is unreachable: a change may or may not be made; retry with its request_id"
-_REFUSED = f"the session store (Redis) refused the server's password: check {PASSWORD_VARIABLE} or the URL"
-_FULL = (
-    "the session store (Redis) is full (maxmemory) and refused the change before making it: nothing was"
-    " changed; close sessions or give Redis more memory, then retry"
-)
 # A lost compare-and-set re-reads and recomputes; this many lost races in a row is contention enough.
 _RETRIES = 64
-
-
-def _requires_redis() -> None:
-    if redis is None:
-        raise ImportError(
-            "the Redis store needs redis-py: pip install 'remotecalc[redis]'",
-            name="redis",
-        )
 
 
 class _Change:
@@ -113,7 +88,7 @@ class RedisStore:
         cache_size: int = 100_000,
         name: str = "redis",
     ) -> None:
-        _requires_redis()
+        connection.requires_redis()
         if min(history_limit, max_watchers, cache_size) < 1 or not idle_timeout > 0:
             raise ValueError("idle_timeout, history_limit, max_watchers and cache_size must be positive")
         self._redis = client
@@ -144,35 +119,14 @@ class RedisStore:
         With check (the default) it asks Redis first: ValueError, in one line, says what is wrong when Redis
         cannot be reached, refuses the password, or is a Cluster node named without +cluster (or the reverse).
         """
-        _requires_redis()
-        parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        extra: dict[str, Any] = {}
-        if not parts.password and os.environ.get(PASSWORD_VARIABLE):
-            extra["password"] = os.environ[PASSWORD_VARIABLE]
-        for option in ("socket_timeout", "socket_connect_timeout"):
-            if option not in query:
-                extra[option] = DEFAULT_TIMEOUT
-        timeout = float(query["socket_timeout"][0]) if "socket_timeout" in query else DEFAULT_TIMEOUT
-        # XREAD BLOCK waits this long for a change, within the socket timeout, or a quiet Watch would time out.
-        options.setdefault("block", min(0.5, timeout / 2))
-        if not 0 < options["block"] < timeout:
-            raise ValueError(f"a Watch's block time must be positive and below the socket timeout ({timeout:g} s)")
-        shown = _where(url)
-        # No automatic retry: a resent script whose first run committed would apply twice.
-        client: Any
-        cluster = parts.scheme.endswith("+cluster")
-        try:
-            if cluster:
-                plain = parts._replace(scheme=parts.scheme.removesuffix("+cluster")).geturl()
-                client = redis.RedisCluster.from_url(plain, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
-            else:
-                client = redis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
-        except (redis.RedisError, RedisClusterException) as error:
-            raise ValueError(_start_problem(shown, error)) from None
+        client, shown, cluster = connection.open_client(url, options)
         store = cls(client, name=shown, **options)
         if check:
-            store._check(cluster)
+            try:
+                connection.check(client, shown, cluster)
+            except ValueError:
+                store.shutdown()
+                raise
         return store
 
     def __repr__(self) -> str:
@@ -200,7 +154,7 @@ class RedisStore:
         """Open a session holding value, owned by the caller, and return its token."""
         if call.request_id:
             request = Request.of(call, "create", create_fingerprint(value))
-            return self._unreachable(lambda: self._create_once(value, request, call))
+            return unreachable(lambda: self._create_once(value, request, call))
         return self._create_session(value, call)
 
     def apply(self, token: str, operator: int, operand: float, *, limit: float = math.inf, call: Call = ANYONE) -> Step:
@@ -241,7 +195,7 @@ class RedisStore:
     def snapshot(self, token: str, *, call: Call = ANYONE) -> Snapshot:
         """The session's value, step count and recent history; reading it changes nothing."""
         check_token(token)
-        state, _, entries = self._unreachable(lambda: self._read_session(token, "-"))
+        state, _, entries = unreachable(lambda: self._read_session(token, "-"))
         count, value, initial, held_by = state
         if count is None or value is None or initial is None or (held_by or "") != call.caller:
             raise SessionNotFound()
@@ -265,43 +219,13 @@ class RedisStore:
         feed = _Feed(self, token)
         self._watches.add(feed)
         try:
-            feed.first, feed.last_id = self._unreachable(lambda: self._watch_start(token, after_step, call.caller))
+            feed.first, feed.last_id = unreachable(lambda: self._watch_start(token, after_step, call.caller))
         except BaseException:
             self._watches.discard(feed)
             raise
         return feed
 
     # -- internals ----------------------------------------------------------------------
-
-    def _check(self, cluster: bool) -> None:
-        """Ask Redis once, as serve starts: ValueError, in one line, when this store cannot be used."""
-        try:
-            self._redis.ping()
-            clustered = not cluster and self._redis.info("cluster").get("cluster_enabled")
-        except (redis.RedisError, RedisClusterException) as error:
-            self.shutdown()
-            raise ValueError(_start_problem(self._name, error)) from None
-        if clustered:
-            self.shutdown()
-            raise ValueError(
-                f"the session store at {self._name} is a Redis Cluster node: name it redis+cluster://…,"
-                " or every session in another node's slots fails"
-            )
-
-    def _unreachable(self, call: Callable[[], _T]) -> _T:
-        """call's result; a Redis failure becomes UNAVAILABLE (retryable, outcome unknown), never INTERNAL.
-
-        A full Redis is the exception: it refuses a script's first write, so nothing was changed (STORE_FULL).
-        """
-        try:
-            return call()
-        except redis.OutOfMemoryError as error:
-            raise StoreFull(_FULL) from error
-        except redis.AuthenticationError as error:
-            raise StoreUnavailable(_REFUSED) from error
-        except (redis.RedisError, RedisClusterException) as error:
-            # A Cluster client re-reading the slots while a master is down says so with RedisClusterException.
-            raise StoreUnavailable(_UNREACHABLE) from error
 
     def _remember(self, token: str, count: int, value: float, owner: str) -> None:
         cache = self._cache
@@ -334,7 +258,7 @@ class RedisStore:
         check_token(token)
         request = Request.of(call, token, fingerprint) if call.request_id else None
         request_key = self._reply_key(request) if request is not None else ""
-        return self._unreachable(lambda: self._commit_change(token, change, call, request, request_key, parse))
+        return unreachable(lambda: self._commit_change(token, change, call, request, request_key, parse))
 
     def _commit_change(
         self,
@@ -399,9 +323,7 @@ class RedisStore:
         call.check_waiting()
         value = float(value)
         token = secrets.token_urlsafe(16)
-        self._unreachable(
-            lambda: self._create(keys=[scripts.keys(token)[0]], args=[repr(value), self._ttl_ms, call.caller])
-        )
+        unreachable(lambda: self._create(keys=[scripts.keys(token)[0]], args=[repr(value), self._ttl_ms, call.caller]))
         self._remember(token, 0, value, call.caller)
         return token
 
@@ -448,31 +370,6 @@ class RedisStore:
         self._watches.discard(feed)
 
 
-def _where(url: str) -> str:
-    """The Redis a URL names, for messages: host and port (or a socket path), never its password."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
-    return parts._replace(netloc=f"{host}:{parts.port or 6379}", query="").geturl()
-
-
-def _start_problem(where: str, error: BaseException) -> str:
-    """One line saying why the store at where cannot be used, from redis-py's error and its causes."""
-    chain: list[BaseException] = [error]
-    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 10:
-        chain.append(cause)
-    if any(isinstance(link, redis.AuthenticationError) for link in chain):
-        return (
-            f"the session store (Redis) at {where} refused the server's password: check {PASSWORD_VARIABLE} or the URL"
-        )
-    if any("Cluster mode is not enabled" in str(link) for link in chain):
-        return f"the session store at {where} is not a Redis Cluster node: name a single Redis redis://…"
-    reason = next((str(link) for link in reversed(chain) if isinstance(link, redis.RedisError)), str(error))
-    reason = " ".join(reason.split()) or type(error).__name__
-    return f"the session store (Redis) at {where} is unreachable ({reason}): is redis-server running there?"
-
-
 def _replayed(stored: str, request: Request, parse: Callable[[str], _T]) -> _T:
     """The stored reply of a request id, if it was used for this very request."""
     fingerprint, _, reply = stored.partition("|")
@@ -513,11 +410,11 @@ class _Feed:
                 raise self._error
             if self._cancelled:
                 return
-            reply = store._unreachable(
+            reply = unreachable(
                 lambda: store._redis.xread({stream_key: self.last_id}, count=100, block=store._block_ms)
             )
             if not reply:
-                if not store._unreachable(lambda: store._redis.exists(state_key)):
+                if not unreachable(lambda: store._redis.exists(state_key)):
                     # Expired: the keys' TTL ran out with no close entry.
                     yield Update(token, value, count, (), True)
                     return
