@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import CallerGone
 
@@ -13,8 +13,7 @@ __all__ = ["ANYONE", "Alive", "Call"]
 Alive = Callable[[], bool]
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """One call to a store: who makes it, the request id it carries, and whether its caller still waits.
 
     caller is "" when the server identifies no one: a session belongs to the caller that created it,
@@ -23,6 +22,7 @@ class Call:
     cancelled or whose deadline passed changes nothing (CallerGone).
     """
 
+    # A NamedTuple, not a frozen dataclass: as immutable, and built in a third of the time, once per call.
     caller: str = ""
     request_id: str = ""
     alive: Alive | None = None
