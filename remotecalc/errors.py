@@ -174,6 +174,7 @@ class SessionNotFound(RemoteCalcError):
 
     code_name = "NOT_FOUND"
     reason = "SESSION_NOT_FOUND"
+    default_message = "no live session has this token: it was closed, expired or never made"
 
 
 class AlreadyExists(RemoteCalcError):
@@ -375,6 +376,7 @@ class CallerGone(DeadlineExceeded):
     """
 
     reason = "CALLER_GONE"
+    default_message = "the caller cancelled or its deadline passed before the change was made: nothing changed"
 
 
 class CredentialsMissing(Unauthenticated):

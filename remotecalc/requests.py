@@ -15,15 +15,18 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
+from .context import Call
 from .errors import InvalidArgument, RequestExpired, RequestIdFromTheFuture, RequestIdReused, RequestLogFull
 
 __all__ = [
     "DEFAULT_MAX_REQUESTS",
     "DEFAULT_REQUEST_WINDOW",
     "DEFAULT_SKEW",
+    "Request",
     "RequestLog",
     "apply_fingerprint",
     "batch_fingerprint",
@@ -42,6 +45,7 @@ DEFAULT_SKEW = 10.0
 DEFAULT_MAX_REQUESTS = 500_000
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 _FORGET_CHUNK = 1000
 _HEX = frozenset("0123456789abcdefABCDEF")
 _APPLY = struct.Struct("<Bqdd")
@@ -109,6 +113,40 @@ def batch_fingerprint(operations: Sequence[tuple[int, float]]) -> bytes:
     return digest.digest()
 
 
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A change made under a request id, as both stores tell its retries apart: the id, where, by whom, what.
+
+    Its id is scoped to a session's token (or "create") and to its caller; the fingerprint is the exact
+    request, so that the same id with another request is refused (RequestIdReused), never answered.
+    """
+
+    id: bytes
+    scope: str
+    caller: str
+    fingerprint: bytes
+
+    @classmethod
+    def of(cls, call: Call, scope: str, fingerprint: bytes) -> Request:
+        """The request call makes in scope under its request id; INVALID_ARGUMENT when the id is no UUID."""
+        return cls(parse_request_id(call.request_id), scope, call.caller, fingerprint)
+
+    @property
+    def key(self) -> bytes:
+        """What the request is kept under: its id, scope and caller."""
+        # The caller last: a scope (a token or "create") holds no NUL, so no two keys collide.
+        return self.id + b"\0" + self.scope.encode() + b"\0" + self.caller.encode()
+
+    def check_date(self, now: float, window: float, skew: float) -> None:
+        """Refuse an id dated out of the retry window around now (a UUIDv7's date; other ids pass)."""
+        check_date(self.id, now, window, skew)
+
+    def check_same(self, fingerprint: bytes) -> None:
+        """Refuse a retry whose first request, kept with fingerprint, was a different one."""
+        if fingerprint != self.fingerprint:
+            raise RequestIdReused("request_id was already used for a different request")
+
+
 class _Entry:
     __slots__ = ("busy", "fingerprint", "forget_after", "key", "ok", "result")
 
@@ -156,27 +194,22 @@ class RequestLog:
             self._latest = now
         return self._latest
 
-    def once(
-        self, request_id: str, scope: str, fingerprint: bytes, action: Callable[[], _T], *, caller: str = ""
-    ) -> _T:
-        """Run action once for this id in this scope and for this caller; a retry gets the same result."""
-        raw = parse_request_id(request_id)
-        # The caller last: a scope (a token or "create") holds no NUL, so no two keys collide.
-        key = raw + b"\0" + scope.encode() + b"\0" + caller.encode()
+    def once(self, request: Request, action: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """action(*args, **kwargs), run once for request; a retry gets the same result, or waits for it."""
+        key = request.key
         while True:
             with self._lock:
                 entry = self._entries.get(key)
-                owner = entry is None
+                first = entry is None
                 if entry is None:
-                    now = self._admit(raw)
+                    now = self._admit(request)
                     # Kept until no clock reading can accept the id again: its date, at most the
                     # first sight plus the skew, plus the window.
-                    entry = self._entries[key] = _Entry(key, fingerprint, now + self.skew + self.window)
+                    entry = self._entries[key] = _Entry(key, request.fingerprint, now + self.skew + self.window)
                     self._order.append(entry)
-            if entry.fingerprint != fingerprint:
-                raise RequestIdReused("request_id was already used for a different request")
-            if owner:
-                return self._run(entry, action)
+            request.check_same(entry.fingerprint)
+            if first:
+                return self._run(entry, action, *args, **kwargs)
             busy = entry.busy
             if busy is not None:
                 with busy:
@@ -185,19 +218,19 @@ class RequestLog:
                 return entry.result  # type: ignore[return-value]
             # The first call failed and changed nothing: this one runs the request itself.
 
-    def _admit(self, raw: bytes) -> float:
+    def _admit(self, request: Request) -> float:
         """Refuse an id the window no longer covers, or a new one when the log is full; lock held."""
         now = self.now()
-        check_date(raw, now, self.window, self.skew)
+        request.check_date(now, self.window, self.skew)
         if len(self._entries) >= self.max_entries and not self._forget(now):
             raise RequestLogFull(f"the server remembers {self.max_entries} recent request ids, its limit: retry later")
         return now
 
-    def _run(self, entry: _Entry, action: Callable[[], _T]) -> _T:
+    def _run(self, entry: _Entry, action: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         busy = entry.busy
         assert busy is not None
         try:
-            entry.result = action()
+            entry.result = action(*args, **kwargs)
             entry.ok = True
             return entry.result
         finally:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import islice
 
+from .context import Alive
 from .errors import (
     BeyondLimit,
     CallerGone,
@@ -26,18 +27,14 @@ from .model import Step
 
 __all__ = [
     "FLOAT32_MAX",
-    "Alive",
     "check_limit",
     "check_operand",
     "check_token",
     "compute",
     "compute_many",
-    "gone",
     "steps_after",
 ]
 
-#: A hook a mutating call checks right before it commits: False when its caller has gone.
-Alive = Callable[[], bool]
 
 #: The largest finite value of a 32-bit float, the article contract's number type.
 FLOAT32_MAX = 3.4028234663852886e38
@@ -124,11 +121,6 @@ def _compute_checked(value: float, operations: Sequence[tuple[int, float]]) -> l
     return results
 
 
-def gone() -> CallerGone:
-    """The error of a change not made because its caller left."""
-    return CallerGone("the caller cancelled or its deadline passed before the change was made: nothing changed")
-
-
 def steps_after(history: Sequence[Step], step_count: int, after_step: int) -> tuple[Step, ...]:
     """The steps after after_step out of the kept history; StepsNotKept when some are gone."""
     if not after_step or after_step == step_count:
@@ -153,7 +145,7 @@ def compute_many(value: float, operations: Sequence[tuple[int, float]], alive: A
     results = []
     for start in range(0, len(operations), _CHUNK):
         if not alive():
-            raise gone()
+            raise CallerGone()
         chunk = operations[start : start + _CHUNK]
         done = _compute_unchecked(value, chunk)
         if done is None:

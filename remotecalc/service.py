@@ -1,4 +1,4 @@
-"""The two contracts as thin adapters: request -> engine -> reply, domain errors -> status."""
+"""The two contracts as thin adapters: request -> store -> reply, domain errors -> status."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import grpc
 
 from .article import calc_pb2, calc_pb2_grpc
 from .auth import Callers
+from .context import Call
 from .errors import BeyondLimit, OutOfRange
 from .model import Operator, Snapshot, Step, Update
 from .rules import FLOAT32_MAX
@@ -19,7 +20,15 @@ from .stores import Store
 from .v1 import calculator_pb2 as pb
 from .v1 import calculator_pb2_grpc as pb_grpc
 
-__all__ = ["SERVICE_NAMES", "ArticleCalculator", "CalculatorV1", "add_services", "batch_operations", "caller_waiting"]
+__all__ = [
+    "SERVICE_NAMES",
+    "ArticleCalculator",
+    "CalculatorV1",
+    "add_services",
+    "batch_operations",
+    "call_of",
+    "caller_waiting",
+]
 
 #: The fully qualified names of the two calculator services.
 SERVICE_NAMES = (
@@ -42,35 +51,35 @@ class ArticleCalculator(calc_pb2_grpc.CalculatorServicer):
     def __init__(self, engine: Store) -> None:
         self._engine = engine
 
-    def Create(self, request: calc_pb2.Number, context: Any, owner: str = "") -> calc_pb2.SessionOperation:
-        token = self._engine.create(request.value, alive=caller_waiting(context), owner=owner)
+    def Create(self, request: calc_pb2.Number, context: Any, caller: str = "") -> calc_pb2.SessionOperation:
+        token = self._engine.create(request.value, call=call_of(context, caller))
         return calc_pb2.SessionOperation(token=token)
 
-    def Answer(self, request: calc_pb2.SessionOperation, context: Any, owner: str = "") -> calc_pb2.Number:
+    def Answer(self, request: calc_pb2.SessionOperation, context: Any, caller: str = "") -> calc_pb2.Number:
         try:
-            value, _ = self._engine.close(request.token, limit=FLOAT32_MAX, alive=caller_waiting(context), owner=owner)
+            value, _ = self._engine.close(request.token, limit=FLOAT32_MAX, call=call_of(context, caller))
         except BeyondLimit:
             raise OutOfRange("the value does not fit a 32-bit float; read it through remotecalc.v1") from None
         return calc_pb2.Number(value=value)
 
-    def Add(self, request: calc_pb2.SessionOperation, context: Any, owner: str = "") -> calc_pb2.Number:
-        return self._apply(Operator.ADD, request, context, owner)
+    def Add(self, request: calc_pb2.SessionOperation, context: Any, caller: str = "") -> calc_pb2.Number:
+        return self._apply(Operator.ADD, request, context, caller)
 
-    def Subtract(self, request: calc_pb2.SessionOperation, context: Any, owner: str = "") -> calc_pb2.Number:
-        return self._apply(Operator.SUBTRACT, request, context, owner)
+    def Subtract(self, request: calc_pb2.SessionOperation, context: Any, caller: str = "") -> calc_pb2.Number:
+        return self._apply(Operator.SUBTRACT, request, context, caller)
 
-    def Multiply(self, request: calc_pb2.SessionOperation, context: Any, owner: str = "") -> calc_pb2.Number:
-        return self._apply(Operator.MULTIPLY, request, context, owner)
+    def Multiply(self, request: calc_pb2.SessionOperation, context: Any, caller: str = "") -> calc_pb2.Number:
+        return self._apply(Operator.MULTIPLY, request, context, caller)
 
-    def Divide(self, request: calc_pb2.SessionOperation, context: Any, owner: str = "") -> calc_pb2.Number:
-        return self._apply(Operator.DIVIDE, request, context, owner)
+    def Divide(self, request: calc_pb2.SessionOperation, context: Any, caller: str = "") -> calc_pb2.Number:
+        return self._apply(Operator.DIVIDE, request, context, caller)
 
     def _apply(
-        self, operator: Operator, request: calc_pb2.SessionOperation, context: Any, owner: str
+        self, operator: Operator, request: calc_pb2.SessionOperation, context: Any, caller: str
     ) -> calc_pb2.Number:
         try:
             step = self._engine.apply(
-                request.token, operator, request.value, limit=FLOAT32_MAX, alive=caller_waiting(context), owner=owner
+                request.token, operator, request.value, limit=FLOAT32_MAX, call=call_of(context, caller)
             )
         except BeyondLimit:
             raise OutOfRange("the result does not fit a 32-bit float") from None
@@ -84,47 +93,39 @@ class CalculatorV1(pb_grpc.CalculatorServicer):
         self._engine = engine
 
     def CreateSession(
-        self, request: pb.CreateSessionRequest, context: Any, owner: str = ""
+        self, request: pb.CreateSessionRequest, context: Any, caller: str = ""
     ) -> pb.CreateSessionResponse:
-        token = self._engine.create(
-            request.value, request_id=request.request_id, alive=caller_waiting(context), owner=owner
-        )
+        token = self._engine.create(request.value, call=call_of(context, caller, request.request_id))
         return pb.CreateSessionResponse(
             session=pb.Session(token=token, value=request.value, initial_value=request.value)
         )
 
-    def Apply(self, request: pb.ApplyRequest, context: Any, owner: str = "") -> pb.ApplyResponse:
+    def Apply(self, request: pb.ApplyRequest, context: Any, caller: str = "") -> pb.ApplyResponse:
         operation = request.operation
         step = self._engine.apply(
-            request.token,
-            operation.operator,
-            operation.operand,
-            request_id=request.request_id,
-            alive=caller_waiting(context),
-            owner=owner,
+            request.token, operation.operator, operation.operand, call=call_of(context, caller, request.request_id)
         )
         return pb.ApplyResponse(value=step.result, step=step_message(step))
 
-    def ApplyBatch(self, request: pb.ApplyBatchRequest, context: Any, owner: str = "") -> pb.ApplyBatchResponse:
+    def ApplyBatch(self, request: pb.ApplyBatchRequest, context: Any, caller: str = "") -> pb.ApplyBatchResponse:
         operations = batch_operations(request)
         value, count = self._engine.apply_many(
-            request.token, operations, request_id=request.request_id, alive=caller_waiting(context), owner=owner
+            request.token, operations, call=call_of(context, caller, request.request_id)
         )
         return pb.ApplyBatchResponse(value=value, step_count=count)
 
-    def GetSession(self, request: pb.GetSessionRequest, context: Any, owner: str = "") -> pb.GetSessionResponse:
-        return pb.GetSessionResponse(session=session_message(self._engine.snapshot(request.token, owner=owner)))
+    def GetSession(self, request: pb.GetSessionRequest, context: Any, caller: str = "") -> pb.GetSessionResponse:
+        snapshot = self._engine.snapshot(request.token, call=call_of(context, caller))
+        return pb.GetSessionResponse(session=session_message(snapshot))
 
-    def CloseSession(self, request: pb.CloseSessionRequest, context: Any, owner: str = "") -> pb.CloseSessionResponse:
-        value, count = self._engine.close(
-            request.token, request_id=request.request_id, alive=caller_waiting(context), owner=owner
-        )
+    def CloseSession(self, request: pb.CloseSessionRequest, context: Any, caller: str = "") -> pb.CloseSessionResponse:
+        value, count = self._engine.close(request.token, call=call_of(context, caller, request.request_id))
         return pb.CloseSessionResponse(value=value, step_count=count)
 
     def WatchSession(
-        self, request: pb.WatchSessionRequest, context: Any, owner: str = ""
+        self, request: pb.WatchSessionRequest, context: Any, caller: str = ""
     ) -> Iterator[pb.WatchSessionResponse]:
-        watcher = self._engine.watch(request.token, request.after_step, owner=owner)
+        watcher = self._engine.watch(request.token, request.after_step, call=call_of(context, caller))
         if not context.add_callback(watcher.cancel):
             watcher.cancel()
         try:
@@ -155,6 +156,11 @@ def batch_operations(request: pb.ApplyBatchRequest) -> list[tuple[int, float]]:
     ):
         return list(_OPERATION_RECORD.iter_unpack(records))
     return list(map(_OPERATION_FIELDS, request.operations))
+
+
+def call_of(context: Any, caller: str = "", request_id: str = "") -> Call:
+    """Who calls and how, from a gRPC call's context: the caller the wrapper named, a request id, the deadline."""
+    return Call(caller, request_id, caller_waiting(context))
 
 
 def caller_waiting(context: Any) -> Callable[[], bool]:

@@ -56,7 +56,8 @@ class Watcher:
         self._queue.put(self._END)
         stale.put(self._END)
 
-    def _end(self, error: RemoteCalcError | None = None) -> None:
+    def end(self, error: RemoteCalcError | None = None) -> None:
+        """End the feed, with error when given: its iteration raises it after the updates queued."""
         if error is not None and self._error is None:
             self._error = error
         self._queue.put(self._END)
@@ -64,7 +65,7 @@ class Watcher:
     def cancel(self) -> None:
         """Stop watching; a blocked iteration ends. Every watcher must be cancelled when done."""
         self._detach(self)
-        self._end()
+        self.end()
 
     def __iter__(self) -> Iterator[Update]:
         while True:

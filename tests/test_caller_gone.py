@@ -13,6 +13,7 @@ from conftest import FakeClock
 from idtools import uuid7
 
 from remotecalc import Operator, RunningServer, start_server
+from remotecalc.context import Call
 from remotecalc.errors import CallerGone
 from remotecalc.stores.memory import MemoryStore
 from remotecalc.v1 import calculator_pb2 as pb
@@ -26,10 +27,10 @@ def test_every_mutating_call_checks_its_caller_before_committing() -> None:
     token = engine.create(1)
     gone = lambda: False  # noqa: E731
     calls = [
-        lambda: engine.create(5, alive=gone),
-        lambda: engine.apply(token, ADD, 1, alive=gone),
-        lambda: engine.apply_many(token, [(ADD, 1)] * 10, alive=gone),
-        lambda: engine.close(token, alive=gone),
+        lambda: engine.create(5, call=Call(alive=gone)),
+        lambda: engine.apply(token, ADD, 1, call=Call(alive=gone)),
+        lambda: engine.apply_many(token, [(ADD, 1)] * 10, call=Call(alive=gone)),
+        lambda: engine.close(token, call=Call(alive=gone)),
     ]
     for call in calls:
         with pytest.raises(CallerGone) as raised:
@@ -49,10 +50,10 @@ def test_a_long_batch_stops_computing_once_its_caller_has_gone() -> None:
         return len(asked) < 2
 
     with pytest.raises(CallerGone):
-        engine.apply_many(token, [(ADD, 1)] * 200_000, alive=alive)
+        engine.apply_many(token, [(ADD, 1)] * 200_000, call=Call(alive=alive))
     assert len(asked) == 2  # asked again after the first chunk, and stopped there
     assert engine.snapshot(token).step_count == 0
-    assert engine.apply_many(token, [(ADD, 1)] * 200_000, alive=lambda: True) == (200_000, 200_000)
+    assert engine.apply_many(token, [(ADD, 1)] * 200_000, call=Call(alive=lambda: True)) == (200_000, 200_000)
 
 
 class _GateLock:

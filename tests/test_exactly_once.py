@@ -16,6 +16,7 @@ from contracts import reason_of, rpc_error
 from idtools import WallClock, uuid4, uuid7
 
 from remotecalc import DivisionByZero, InvalidArgument, Operator, RequestIdReused, RunningServer, start_server
+from remotecalc.context import Call
 from remotecalc.errors import CallerGone, RequestExpired, RequestIdFromTheFuture, RequestLogFull
 from remotecalc.stores.memory import MemoryStore
 from remotecalc.v1 import calculator_pb2 as pb
@@ -47,10 +48,10 @@ def test_a_batch_that_differs_in_any_bit_is_refused_not_answered(
     engine = _engine(WallClock())
     token = engine.create(10)
     rid = uuid7(WallClock().now)
-    reply = engine.apply_many(token, first, request_id=rid)
+    reply = engine.apply_many(token, first, call=Call(request_id=rid))
     with pytest.raises(RequestIdReused):
-        engine.apply_many(token, second, request_id=rid)
-    assert engine.apply_many(token, first, request_id=rid) == reply
+        engine.apply_many(token, second, call=Call(request_id=rid))
+    assert engine.apply_many(token, first, call=Call(request_id=rid)) == reply
     assert engine.snapshot(token).step_count == len(first)
 
 
@@ -59,11 +60,11 @@ def test_apply_by_zero_and_by_minus_zero_are_different_requests() -> None:
     engine = _engine(wall)
     token = engine.create(5)
     rid = uuid7(wall.now)
-    assert engine.apply(token, MULTIPLY, 0.0, request_id=rid).result == 0.0
+    assert engine.apply(token, MULTIPLY, 0.0, call=Call(request_id=rid)).result == 0.0
     with pytest.raises(RequestIdReused):
-        engine.apply(token, MULTIPLY, -0.0, request_id=rid)
+        engine.apply(token, MULTIPLY, -0.0, call=Call(request_id=rid))
     with pytest.raises(RequestIdReused):
-        engine.apply(token, ADD, 0.0, request_id=rid)
+        engine.apply(token, ADD, 0.0, call=Call(request_id=rid))
     assert engine.snapshot(token).step_count == 1
 
 
@@ -72,9 +73,9 @@ def test_a_request_id_that_is_not_a_uuid_is_invalid_and_changes_nothing(bad: str
     engine = _engine(WallClock())
     token = engine.create(1)
     with pytest.raises(InvalidArgument, match="must be a UUID"):
-        engine.apply(token, ADD, 1, request_id=bad)
+        engine.apply(token, ADD, 1, call=Call(request_id=bad))
     with pytest.raises(InvalidArgument, match="must be a UUID"):
-        engine.create(1, request_id=bad)
+        engine.create(1, call=Call(request_id=bad))
     assert engine.snapshot(token).step_count == 0
     assert len(engine) == 1
 
@@ -87,12 +88,12 @@ def test_a_retry_is_answered_whatever_the_traffic_in_between() -> None:
     engine = _engine(wall)
     token = engine.create(0)
     rid = uuid4()
-    first = engine.apply(token, ADD, 1, request_id=rid)
+    first = engine.apply(token, ADD, 1, call=Call(request_id=rid))
     other = engine.create(0)
     for _ in range(20_000):  # twice the old count-based log: it would have forgotten rid
-        engine.apply(other, ADD, 1, request_id=uuid4())
+        engine.apply(other, ADD, 1, call=Call(request_id=uuid4()))
     wall.advance(engine.requests.window - 1)
-    assert engine.apply(token, ADD, 1, request_id=rid) == first
+    assert engine.apply(token, ADD, 1, call=Call(request_id=rid)) == first
     assert engine.snapshot(token).step_count == 1
 
 
@@ -101,15 +102,15 @@ def test_a_uuid7_retry_older_than_the_window_is_refused_never_applied() -> None:
     engine = _engine(wall, request_window=60)
     token = engine.create(0)
     rid = uuid7(wall.now)
-    engine.apply(token, ADD, 1, request_id=rid)
+    engine.apply(token, ADD, 1, call=Call(request_id=rid))
     wall.advance(61)
     engine.sweep()
-    assert engine.apply(token, ADD, 1, request_id=rid).number == 1  # kept for the skew too: answered
+    assert engine.apply(token, ADD, 1, call=Call(request_id=rid)).number == 1  # kept for the skew too: answered
     wall.advance(60)
     engine.sweep()
     assert len(engine.requests) == 0  # forgotten: the memory is back
     with pytest.raises(RequestExpired, match="past the 60 s retry window") as raised:
-        engine.apply(token, ADD, 1, request_id=rid)
+        engine.apply(token, ADD, 1, call=Call(request_id=rid))
     assert len(raised.value.message) <= 120  # a status message is one short line
     assert raised.value.code == grpc.StatusCode.FAILED_PRECONDITION
     assert raised.value.reason == "REQUEST_EXPIRED"
@@ -121,10 +122,10 @@ def test_a_new_request_dated_before_the_window_is_refused() -> None:
     engine = _engine(wall, request_window=60)
     token = engine.create(0)
     with pytest.raises(RequestExpired):
-        engine.apply(token, ADD, 1, request_id=uuid7(wall.now - 61))
+        engine.apply(token, ADD, 1, call=Call(request_id=uuid7(wall.now - 61)))
     with pytest.raises(RequestExpired):
-        engine.create(0, request_id=uuid7(wall.now - 61))
-    assert engine.apply(token, ADD, 1, request_id=uuid7(wall.now - 59)).number == 1
+        engine.create(0, call=Call(request_id=uuid7(wall.now - 61)))
+    assert engine.apply(token, ADD, 1, call=Call(request_id=uuid7(wall.now - 59))).number == 1
     assert len(engine) == 1
 
 
@@ -133,11 +134,11 @@ def test_an_id_dated_beyond_the_clock_skew_is_refused() -> None:
     engine = _engine(wall, request_skew=10)
     token = engine.create(0)
     with pytest.raises(RequestIdFromTheFuture, match="ahead of the server's clock") as raised:
-        engine.apply(token, ADD, 1, request_id=uuid7(wall.now + 10**9))
+        engine.apply(token, ADD, 1, call=Call(request_id=uuid7(wall.now + 10**9)))
     assert len(raised.value.message) <= 120
     with pytest.raises(RequestIdFromTheFuture):
-        engine.apply(token, ADD, 1, request_id=uuid7(wall.now + 11))
-    assert engine.apply(token, ADD, 1, request_id=uuid7(wall.now + 9)).number == 1
+        engine.apply(token, ADD, 1, call=Call(request_id=uuid7(wall.now + 11)))
+    assert engine.apply(token, ADD, 1, call=Call(request_id=uuid7(wall.now + 9))).number == 1
 
 
 def test_a_wall_clock_set_back_never_makes_a_forgotten_id_new_again() -> None:
@@ -145,13 +146,13 @@ def test_a_wall_clock_set_back_never_makes_a_forgotten_id_new_again() -> None:
     engine = _engine(wall, request_window=60, request_skew=0)
     token = engine.create(0)
     rid = uuid7(wall.now)
-    engine.apply(token, ADD, 1, request_id=rid)
+    engine.apply(token, ADD, 1, call=Call(request_id=rid))
     wall.advance(61)
     engine.sweep()
     assert len(engine.requests) == 0
     wall.advance(-3600)  # someone set the clock back an hour
     with pytest.raises(RequestExpired):
-        engine.apply(token, ADD, 1, request_id=rid)
+        engine.apply(token, ADD, 1, call=Call(request_id=rid))
     assert engine.snapshot(token).step_count == 1
 
 
@@ -160,10 +161,10 @@ def test_a_uuid4_is_remembered_for_the_window_then_forgotten_by_the_sweep() -> N
     engine = _engine(wall, request_window=60, request_skew=5)
     token = engine.create(0)
     rid = uuid4()
-    engine.apply(token, ADD, 1, request_id=rid)
+    engine.apply(token, ADD, 1, call=Call(request_id=rid))
     wall.advance(65)
     engine.sweep()
-    assert engine.apply(token, ADD, 1, request_id=rid).number == 1  # still answered at window + skew
+    assert engine.apply(token, ADD, 1, call=Call(request_id=rid)).number == 1  # still answered at window + skew
     wall.advance(1)
     assert engine.sweep() == 0 and len(engine.requests) == 0
 
@@ -173,14 +174,14 @@ def test_a_full_log_refuses_new_ids_but_still_answers_the_ones_it_holds() -> Non
     engine = _engine(wall, max_requests=3)
     token = engine.create(0)
     ids = [uuid4() for _ in range(3)]
-    replies = [engine.apply(token, ADD, 1, request_id=rid) for rid in ids]
+    replies = [engine.apply(token, ADD, 1, call=Call(request_id=rid)) for rid in ids]
     with pytest.raises(RequestLogFull) as raised:
-        engine.apply(token, ADD, 1, request_id=uuid4())
+        engine.apply(token, ADD, 1, call=Call(request_id=uuid4()))
     assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert [engine.apply(token, ADD, 1, request_id=rid) for rid in ids] == replies
+    assert [engine.apply(token, ADD, 1, call=Call(request_id=rid)) for rid in ids] == replies
     assert engine.snapshot(token).step_count == 3
     wall.advance(engine.requests.window + engine.requests.skew + 1)
-    assert engine.apply(token, ADD, 1, request_id=uuid4()).number == 4  # room again once they age out
+    assert engine.apply(token, ADD, 1, call=Call(request_id=uuid4())).number == 4  # room again once they age out
 
 
 # -- scopes -----------------------------------------------------------------------------
@@ -191,11 +192,11 @@ def test_an_id_is_scoped_to_its_session_and_creates_have_their_own_scope() -> No
     engine = _engine(wall)
     one, two = engine.create(0), engine.create(0)
     rid = uuid7(wall.now)
-    assert engine.apply(one, ADD, 1, request_id=rid).number == 1
-    assert engine.apply(two, ADD, 5, request_id=rid).result == 5
-    token = engine.create(7, request_id=rid)
+    assert engine.apply(one, ADD, 1, call=Call(request_id=rid)).number == 1
+    assert engine.apply(two, ADD, 5, call=Call(request_id=rid)).result == 5
+    token = engine.create(7, call=Call(request_id=rid))
     assert token not in (one, two)
-    assert engine.create(7, request_id=rid) == token
+    assert engine.create(7, call=Call(request_id=rid)) == token
     assert (engine.snapshot(one).step_count, engine.snapshot(two).step_count) == (1, 1)
 
 
@@ -203,10 +204,10 @@ def test_a_create_replayed_with_a_different_value_is_refused_not_handed_the_toke
     wall = WallClock()
     engine = _engine(wall)
     rid = uuid7(wall.now)
-    mine = engine.create(1, request_id=rid)
+    mine = engine.create(1, call=Call(request_id=rid))
     with pytest.raises(RequestIdReused):
-        engine.create(2, request_id=rid)
-    honest = [engine.create(1, request_id=uuid7(wall.now)) for _ in range(50)]
+        engine.create(2, call=Call(request_id=rid))
+    honest = [engine.create(1, call=Call(request_id=uuid7(wall.now))) for _ in range(50)]
     assert len({mine, *honest}) == 51
     assert len(engine) == 51
 
@@ -217,8 +218,8 @@ def test_a_close_retried_after_the_close_gets_the_first_reply() -> None:
     token = engine.create(2)
     engine.apply(token, MULTIPLY, 21)
     rid = uuid7(wall.now)
-    assert engine.close(token, request_id=rid) == (42.0, 1)
-    assert engine.close(token, request_id=rid) == (42.0, 1)
+    assert engine.close(token, call=Call(request_id=rid)) == (42.0, 1)
+    assert engine.close(token, call=Call(request_id=rid)) == (42.0, 1)
     assert len(engine) == 0
 
 
@@ -231,12 +232,12 @@ def test_a_failed_request_is_not_remembered_so_its_retry_runs() -> None:
     token = engine.create(6)
     rid = uuid7(wall.now)
     with pytest.raises(DivisionByZero):
-        engine.apply(token, DIVIDE, 0, request_id=rid)
+        engine.apply(token, DIVIDE, 0, call=Call(request_id=rid))
     with pytest.raises(CallerGone):
-        engine.apply(token, ADD, 1, request_id=rid, alive=lambda: False)
+        engine.apply(token, ADD, 1, call=Call(request_id=rid, alive=lambda: False))
     assert engine.snapshot(token).step_count == 0
-    assert engine.apply(token, ADD, 1, request_id=rid).result == 7
-    assert engine.apply(token, ADD, 1, request_id=rid).result == 7
+    assert engine.apply(token, ADD, 1, call=Call(request_id=rid)).result == 7
+    assert engine.apply(token, ADD, 1, call=Call(request_id=rid)).result == 7
     assert engine.snapshot(token).step_count == 1
 
 
@@ -250,7 +251,7 @@ def test_concurrent_copies_of_one_request_apply_it_once() -> None:
 
     def send() -> None:
         start.wait()
-        replies.append(engine.apply_many(token, [(ADD, 1)] * 1000, request_id=rid))
+        replies.append(engine.apply_many(token, [(ADD, 1)] * 1000, call=Call(request_id=rid)))
 
     threads = [threading.Thread(target=send) for _ in range(8)]
     for thread in threads:

@@ -17,6 +17,7 @@ from redis_servers import RedisServer
 import remotecalc
 from remotecalc import OutcomeUnknown, start_server
 from remotecalc.client import uuid7
+from remotecalc.context import Call
 from remotecalc.errors import StoreFull
 from remotecalc.stores.redis import DEFAULT_TIMEOUT, RedisStore
 from remotecalc.v1 import calculator_pb2 as pb
@@ -113,10 +114,10 @@ def test_a_full_redis_answers_reads_and_refuses_changes_as_not_made(own_redis: R
         store = RedisStore.from_url(own_redis.url)
         other = store.create(1)
         request_id = uuid7().hex
-        applied = [store.apply(other, 1, 1.0), store.apply(other, 1, 1.0, request_id=request_id)]
+        applied = [store.apply(other, 1, 1.0), store.apply(other, 1, 1.0, call=Call(request_id=request_id))]
         _fill(own_redis.url)
         # A request id already applied still gets its stored reply, and a Watch resumes after a step.
-        assert store.apply(other, 1, 1.0, request_id=request_id) == applied[1]
+        assert store.apply(other, 1, 1.0, call=Call(request_id=request_id)) == applied[1]
         feed = store.watch(other, after_step=1)
         try:
             assert next(iter(feed)).steps == (applied[1],)

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from redis_servers import RedisClusterServers
 
 from remotecalc import RunningServer, start_server
+from remotecalc.context import Call
 from remotecalc.errors import RemoteCalcError, SessionNotFound, WatcherTooSlow
 from remotecalc.rules import FLOAT32_MAX
 from remotecalc.stores.memory import MemoryStore
@@ -62,18 +63,18 @@ def _outcome(store: Any, tokens: list[str], action: tuple[Any, ...]) -> Any:
     try:
         if kind == "apply":
             operator, operand, limit, request_id = args
-            return _bits(store.apply(token, operator, operand, limit=limit, request_id=request_id))
+            return _bits(store.apply(token, operator, operand, limit=limit, call=Call(request_id=request_id)))
         if kind == "batch":
             operations, request_id = args
-            return _bits(store.apply_many(token, operations, request_id=request_id))
+            return _bits(store.apply_many(token, operations, call=Call(request_id=request_id)))
         if kind == "close":
             limit, request_id = args
-            return _bits(store.close(token, limit=limit, request_id=request_id))
+            return _bits(store.close(token, limit=limit, call=Call(request_id=request_id)))
         if kind == "snapshot":
             snapshot = store.snapshot(token)
             return _bits((snapshot.value, snapshot.step_count, snapshot.history, snapshot.initial_value))
         value, request_id = args
-        tokens.append(store.create(value, request_id=request_id))
+        tokens.append(store.create(value, call=Call(request_id=request_id)))
         return "created"
     except RemoteCalcError as error:
         return (type(error).__name__, error.message, error.index)
@@ -143,7 +144,7 @@ def test_a_batch_beyond_the_history_keeps_the_last_steps_and_a_watch_resumes_fro
 def test_every_key_of_a_session_shares_one_hash_tag_and_expires_with_the_idle_timeout(redis_url: str) -> None:
     store = RedisStore.from_url(redis_url, idle_timeout=90)
     token = store.create(1)
-    store.apply(token, 1, 2.0, request_id=uuid.uuid4().hex)
+    store.apply(token, 1, 2.0, call=Call(request_id=uuid.uuid4().hex))
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     keys = sorted(client.scan_iter(match=f"*{token}*"))
     assert len(keys) == 3 and all(f"{{{token}}}" in key for key in keys), keys

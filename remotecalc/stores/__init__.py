@@ -11,11 +11,11 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
+from ..context import ANYONE, Call
 from ..model import Snapshot, Step, Update
-from ..rules import Alive
 from .memory import MemoryStore
 
-__all__ = ["MEMORY", "SHARED_SCHEMES", "Feed", "MemoryStore", "Store", "is_shared", "open_store"]
+__all__ = ["MEMORY", "SHARED_SCHEMES", "Call", "Feed", "MemoryStore", "Store", "is_shared", "open_store"]
 
 #: The store named by --store memory: sessions in the server's own process.
 MEMORY = "memory"
@@ -33,11 +33,11 @@ class Feed(Protocol):
 
 
 class Store(Protocol):
-    """What the services need of a session store; the rules behind each call are remotecalc.rules'.
+    """What the services need of a session store; the rules behind each call are remotecalc.rules.
 
-    owner is the caller a call comes from ("" when the server identifies no one): a session belongs to
-    the caller that created it, and to any other it is a token never made (SessionNotFound, word for
-    word). Request ids are scoped to the caller too.
+    call says who calls and how (remotecalc.context.Call): a session belongs to the caller that
+    created it, and to any other it is a token never made (SessionNotFound, word for word); a request
+    id makes a change happen once, scoped to its caller; a caller who has gone changes nothing.
     """
 
     #: True when its calls wait on the network: an event loop runs them in threads, never on itself.
@@ -52,48 +52,24 @@ class Store(Protocol):
     def sweep(self) -> int:
         """Expire idle sessions where the store does not expire them itself; return how many."""
 
-    def create(self, value: float, *, request_id: str = "", alive: Alive | None = None, owner: str = "") -> str:
-        """Open a session holding value, owned by owner (its caller); return its token."""
+    def create(self, value: float, *, call: Call = ANYONE) -> str:
+        """Open a session holding value, owned by the caller; return its token."""
 
-    def apply(
-        self,
-        token: str,
-        operator: int,
-        operand: float,
-        *,
-        limit: float = math.inf,
-        request_id: str = "",
-        alive: Alive | None = None,
-        owner: str = "",
-    ) -> Step:
-        """Apply one operation and return its step."""
+    def apply(self, token: str, operator: int, operand: float, *, limit: float = math.inf, call: Call = ANYONE) -> Step:
+        """Apply one operation and return its step; limit bounds the result's magnitude."""
 
     def apply_many(
-        self,
-        token: str,
-        operations: Sequence[tuple[int, float]],
-        *,
-        request_id: str = "",
-        alive: Alive | None = None,
-        owner: str = "",
+        self, token: str, operations: Sequence[tuple[int, float]], *, call: Call = ANYONE
     ) -> tuple[float, int]:
         """Apply operations in order, all or nothing; return the value and step count."""
 
-    def snapshot(self, token: str, *, owner: str = "") -> Snapshot:
+    def snapshot(self, token: str, *, call: Call = ANYONE) -> Snapshot:
         """The session's value, step count and recent history."""
 
-    def close(
-        self,
-        token: str,
-        *,
-        limit: float = math.inf,
-        request_id: str = "",
-        alive: Alive | None = None,
-        owner: str = "",
-    ) -> tuple[float, int]:
+    def close(self, token: str, *, limit: float = math.inf, call: Call = ANYONE) -> tuple[float, int]:
         """Close the session; return its final value and step count."""
 
-    def watch(self, token: str, after_step: int = 0, *, owner: str = "") -> Feed:
+    def watch(self, token: str, after_step: int = 0, *, call: Call = ANYONE) -> Feed:
         """A feed of the session: now (with the steps after after_step), then each change."""
 
 

@@ -10,30 +10,27 @@ import math
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from ..errors import (
-    ServerStopping,
-    SessionNotFound,
-    TooManySessions,
-    TooManyWatchers,
-)
-from ..history import History
+from ..context import ANYONE, Call
+from ..errors import TooManySessions
 from ..model import OPERATORS, Snapshot, Step, Update
 from ..requests import (
     DEFAULT_MAX_REQUESTS,
     DEFAULT_REQUEST_WINDOW,
     DEFAULT_SKEW,
+    Request,
     RequestLog,
     apply_fingerprint,
     batch_fingerprint,
     close_fingerprint,
     create_fingerprint,
 )
-from ..rules import Alive, check_limit, check_operand, check_token, compute, compute_many, gone, steps_after
+from ..rules import check_limit, check_operand, check_token, compute, compute_many, steps_after
 from ..sweeper import Sweeper
 from ..watcher import Watcher
+from .sessions import Session, Sessions
+from .watches import OpenWatches
 
 __all__ = ["MemoryStore"]
 
@@ -42,36 +39,12 @@ __all__ = ["MemoryStore"]
 _SWEEP_CHUNK = 200
 
 
-class _Session:
-    __slots__ = (
-        "closed",
-        "history",
-        "initial_value",
-        "last_used",
-        "lock",
-        "owner",
-        "step_count",
-        "value",
-        "watchers",
-    )
-
-    def __init__(self, value: float, now: float, owner: str = "") -> None:
-        self.owner = owner
-        self.value = value
-        self.initial_value = value
-        self.step_count = 0
-        self.last_used = now
-        self.lock = threading.Lock()
-        self.history: History | None = None
-        self.watchers: list[Watcher] | None = None
-        self.closed = False
-
-
 class MemoryStore:
     """All live sessions of one server, safe to use from many threads at once.
 
     Idle sessions are expired and old request ids forgotten by sweep(), which start() runs every
     sweep_every seconds in a background thread; a call on an idle session finds it expired anyway.
+    A call with a request id goes through the request log (self.requests) first, which runs it once.
     """
 
     #: Its calls take microseconds in this process: an event loop may run them itself.
@@ -103,19 +76,15 @@ class MemoryStore:
         #: The most steps a watcher may leave unread before it is ended (WatcherTooSlow).
         self.watch_backlog = watch_backlog
         self.max_watchers = max_watchers
-        self._watchers: set[Watcher] = set()
-        self._watchers_lock = threading.Lock()
+        self._watches: OpenWatches[Watcher] = OpenWatches(max_watchers)
         self._clock = clock
-        # In order of last use, so that a sweep looks at the expired sessions only.
-        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._sessions = Sessions(idle_timeout)
         self._create_lock = threading.Lock()
-        self._sweep_lock = threading.Lock()
         #: Request ids and the replies they got, kept request_window seconds.
         self.requests = RequestLog(
             window=request_window, skew=request_skew, max_entries=max_requests, wall_clock=wall_clock
         )
         self.sweeper = Sweeper(self.sweep, sweep_every, wait=sweep_wait)
-        self._stopping = False
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -124,169 +93,64 @@ class MemoryStore:
         """Start the background sweeper; shutdown() stops it."""
         self.sweeper.start()
 
-    # -- sessions ---------------------------------------------------------------------
+    def create(self, value: float, *, call: Call = ANYONE) -> str:
+        """Open a session holding value, owned by the caller, and return its token."""
+        if call.request_id:
+            return self.requests.once(Request.of(call, "create", create_fingerprint(value)), self._create, value, call)
+        return self._create(value, call)
 
-    def create(self, value: float, *, request_id: str = "", alive: Alive | None = None, owner: str = "") -> str:
-        """Open a session holding value, owned by owner, and return its token."""
-        if request_id:
-            fingerprint = create_fingerprint(value)
-            return self.requests.once(
-                request_id, "create", fingerprint, lambda: self.create(value, alive=alive, owner=owner), caller=owner
-            )
-        check_operand(value, "initial value")
-        now = self._clock()
-        with self._create_lock:
-            if len(self._sessions) >= self.max_sessions:
-                self._expire(now)
-                if len(self._sessions) >= self.max_sessions:
-                    raise TooManySessions(f"too many live sessions (the limit is {self.max_sessions})")
-            if alive is not None and not alive():
-                raise gone()
-            token = secrets.token_urlsafe(16)
-            self._sessions[token] = _Session(float(value), now, owner)
-        return token
-
-    def apply(
-        self,
-        token: str,
-        operator: int,
-        operand: float,
-        *,
-        limit: float = math.inf,
-        request_id: str = "",
-        alive: Alive | None = None,
-        owner: str = "",
-    ) -> Step:
+    def apply(self, token: str, operator: int, operand: float, *, limit: float = math.inf, call: Call = ANYONE) -> Step:
         """Apply one operation; limit bounds the result's magnitude (the article's float32)."""
-        if request_id:
+        if call.request_id:
             check_token(token)
-            fingerprint = apply_fingerprint(operator, operand, limit)
-            return self.requests.once(
-                request_id,
-                token,
-                fingerprint,
-                lambda: self.apply(token, operator, operand, limit=limit, alive=alive, owner=owner),
-                caller=owner,
-            )
-        now = self._clock()
-        session = self._session(token, now, owner)
-        with session.lock:
-            self._check_open(session)
-            result = compute(session.value, operator, operand, limit)
-            if alive is not None and not alive():
-                raise gone()
-            session.value = result
-            session.step_count += 1
-            self._touch(token, session, now)
-            step = Step(session.step_count, OPERATORS[operator], operand, result)
-            self._history(session).append(step.number, operator, operand, result)
-            if session.watchers:
-                self._publish(session, token, (step,))
-        return step
+            request = Request.of(call, token, apply_fingerprint(operator, operand, limit))
+            return self.requests.once(request, self._apply, token, operator, operand, limit, call)
+        return self._apply(token, operator, operand, limit, call)
 
     def apply_many(
-        self,
-        token: str,
-        operations: Sequence[tuple[int, float]],
-        *,
-        request_id: str = "",
-        alive: Alive | None = None,
-        owner: str = "",
+        self, token: str, operations: Sequence[tuple[int, float]], *, call: Call = ANYONE
     ) -> tuple[float, int]:
         """Apply operations in order, all or nothing; return the value and step count."""
-        if request_id:
+        if call.request_id:
             check_token(token)
-            fingerprint = batch_fingerprint(operations)
-            return self.requests.once(
-                request_id,
-                token,
-                fingerprint,
-                lambda: self.apply_many(token, operations, alive=alive, owner=owner),
-                caller=owner,
-            )
-        now = self._clock()
-        session = self._session(token, now, owner)
-        with session.lock:
-            self._check_open(session)
-            results = compute_many(session.value, operations, alive)
-            if alive is not None and not alive():
-                raise gone()
-            value = results[-1] if results else session.value
-            session.value = value
-            session.step_count += len(operations)
-            self._touch(token, session, now)
-            keep = max(0, len(operations) - self.history_limit)
-            # The history keeps these lists as they are, no Step per operation: a copy of the
-            # operations (the caller's own) costs a pointer each; the results are already this call's.
-            kept = list(operations[keep:] if keep else operations)
-            history = self._history(session)
-            history.extend(session.step_count, kept, results[keep:] if keep else results)
-            if session.watchers and operations:
-                self._publish(session, token, history.steps(len(kept)))
-            count = session.step_count
-        return value, count
+            request = Request.of(call, token, batch_fingerprint(operations))
+            return self.requests.once(request, self._apply_many, token, operations, call)
+        return self._apply_many(token, operations, call)
 
-    def snapshot(self, token: str, *, owner: str = "") -> Snapshot:
+    def snapshot(self, token: str, *, call: Call = ANYONE) -> Snapshot:
         """The session's value, step count and recent history; reading it changes nothing."""
-        session = self._session(token, self._clock(), owner)
+        session = self._sessions.find(token, call.caller, self._clock())
         with session.lock:
-            self._check_open(session)
+            session.check_open()
             history = session.history.steps() if session.history else ()
             return Snapshot(token, session.value, session.step_count, history, session.initial_value)
 
-    def close(
-        self,
-        token: str,
-        *,
-        limit: float = math.inf,
-        request_id: str = "",
-        alive: Alive | None = None,
-        owner: str = "",
-    ) -> tuple[float, int]:
+    def close(self, token: str, *, limit: float = math.inf, call: Call = ANYONE) -> tuple[float, int]:
         """Close the session and return its final value and step count."""
-        if request_id:
+        if call.request_id:
             check_token(token)
-            fingerprint = close_fingerprint(limit)
-            return self.requests.once(
-                request_id,
-                token,
-                fingerprint,
-                lambda: self.close(token, limit=limit, alive=alive, owner=owner),
-                caller=owner,
-            )
-        session = self._session(token, self._clock(), owner)
-        with session.lock:
-            self._check_open(session)
-            check_limit(session.value, limit)
-            if alive is not None and not alive():
-                raise gone()
-            self._end(token, session)
-            return session.value, session.step_count
+            request = Request.of(call, token, close_fingerprint(limit))
+            return self.requests.once(request, self._close, token, limit, call)
+        return self._close(token, limit, call)
 
-    def watch(self, token: str, after_step: int = 0, *, owner: str = "") -> Watcher:
+    def watch(self, token: str, after_step: int = 0, *, call: Call = ANYONE) -> Watcher:
         """A feed of the session's state: as it is now, then after each change, until it closes.
 
         With after_step, the first update also carries the steps after that one, from the history.
         """
-        session = self._session(token, self._clock(), owner)
+        session = self._sessions.find(token, call.caller, self._clock())
 
         def detach(watcher: Watcher) -> None:
             with session.lock:
                 if session.watchers and watcher in session.watchers:
                     session.watchers.remove(watcher)
-            with self._watchers_lock:
-                self._watchers.discard(watcher)
+            self._watches.discard(watcher)
 
         watcher = Watcher(self.watch_backlog, detach)
-        with self._watchers_lock:
-            if self._stopping:
-                raise ServerStopping()
-            if len(self._watchers) >= self.max_watchers:
-                raise TooManyWatchers(f"too many open watches (the limit is {self.max_watchers})")
-            self._watchers.add(watcher)
+        self._watches.add(watcher)
         try:
             with session.lock:
-                self._check_open(session)
+                session.check_open()
                 missed = session.step_count - after_step if after_step else 0
                 kept = session.history.steps(missed) if session.history and missed > 0 else ()
                 steps = steps_after(kept, session.step_count, after_step)
@@ -305,90 +169,71 @@ class MemoryStore:
 
     def expire_idle(self) -> int:
         """Close every session idle for longer than idle_timeout; return how many. Costs O(expired)."""
-        return self._expire(self._clock(), chunk=_SWEEP_CHUNK)
+        return self._sessions.expire(self._clock(), chunk=_SWEEP_CHUNK)
 
     def shutdown(self) -> None:
         """End every watch with ServerStopping and refuse new ones; other calls in flight still finish."""
         self.sweeper.stop()
-        with self._watchers_lock:
-            self._stopping = True
-            watchers = list(self._watchers)
-        for watcher in watchers:
-            watcher._end(ServerStopping())
+        self._watches.stop()
 
-    # -- internals --------------------------------------------------------------------
+    # -- each change, once its request id (if any) is new ------------------------------
 
-    def _session(self, token: str, now: float, owner: str = "") -> _Session:
-        session = self._sessions.get(token)
-        # Another caller's session is, to this caller, a token never made: the same error, word for word.
-        if session is None or session.owner != owner:
-            check_token(token)
-            raise SessionNotFound("no live session has this token: it was closed, expired or never made")
-        if now - session.last_used > self.idle_timeout:
-            with session.lock:
-                if not session.closed:
-                    self._end(token, session)
-            raise SessionNotFound("the session expired after being idle")
-        return session
+    def _create(self, value: float, call: Call) -> str:
+        check_operand(value, "initial value")
+        now = self._clock()
+        with self._create_lock:
+            if len(self._sessions) >= self.max_sessions:
+                self._sessions.expire(now)
+                if len(self._sessions) >= self.max_sessions:
+                    raise TooManySessions(f"too many live sessions (the limit is {self.max_sessions})")
+            call.check_waiting()
+            token = secrets.token_urlsafe(16)
+            self._sessions.add(token, Session(float(value), now, call.caller))
+        return token
 
-    def _check_open(self, session: _Session) -> None:
-        if session.closed:
-            raise SessionNotFound("the session was closed")
+    def _apply(self, token: str, operator: int, operand: float, limit: float, call: Call) -> Step:
+        now = self._clock()
+        session = self._sessions.find(token, call.caller, now)
+        with session.lock:
+            session.check_open()
+            result = compute(session.value, operator, operand, limit)
+            call.check_waiting()
+            session.value = result
+            session.step_count += 1
+            self._sessions.touch(token, session, now)
+            step = Step(session.step_count, OPERATORS[operator], operand, result)
+            session.kept(self.history_limit).append(step.number, operator, operand, result)
+            if session.watchers:
+                session.publish(token, (step,))
+        return step
 
-    def _touch(self, token: str, session: _Session, now: float) -> None:
-        """Mark a session, whose lock is held, used now: to the back of the sweep order."""
-        session.last_used = now
-        self._sessions.move_to_end(token)
+    def _apply_many(self, token: str, operations: Sequence[tuple[int, float]], call: Call) -> tuple[float, int]:
+        now = self._clock()
+        session = self._sessions.find(token, call.caller, now)
+        with session.lock:
+            session.check_open()
+            results = compute_many(session.value, operations, call.alive)
+            call.check_waiting()
+            value = results[-1] if results else session.value
+            session.value = value
+            session.step_count += len(operations)
+            self._sessions.touch(token, session, now)
+            keep = max(0, len(operations) - self.history_limit)
+            # The history keeps these lists as they are, no Step per operation: a copy of the
+            # operations (the caller's own) costs a pointer each; the results are already this call's.
+            kept = list(operations[keep:] if keep else operations)
+            history = session.kept(self.history_limit)
+            history.extend(session.step_count, kept, results[keep:] if keep else results)
+            if session.watchers and operations:
+                session.publish(token, history.steps(len(kept)))
+            count = session.step_count
+        return value, count
 
-    def _expire(self, now: float, chunk: int | None = None) -> int:
-        """Close the sessions idle too long, oldest first, stopping at the first that is not.
-
-        With chunk, yield the GIL after each chunk of sessions, so that calls in flight keep going.
-        """
-        expired = 0
-        while True:
-            done = self._expire_some(now, chunk)
-            expired += done
-            if chunk is None or done < chunk:
-                return expired
-            time.sleep(0)
-
-    def _expire_some(self, now: float, most: int | None) -> int:
-        expired = 0
-        sessions = self._sessions
-        with self._sweep_lock:
-            while most is None or expired < most:
-                try:
-                    token = next(iter(sessions))
-                    session = sessions[token]
-                except (StopIteration, KeyError, RuntimeError):
-                    break
-                if now - session.last_used <= self.idle_timeout:
-                    break
-                with session.lock:
-                    if now - session.last_used <= self.idle_timeout:
-                        break
-                    if session.closed:
-                        sessions.pop(token, None)
-                        continue
-                    self._end(token, session)
-                    expired += 1
-        return expired
-
-    def _history(self, session: _Session) -> History:
-        if session.history is None:
-            session.history = History(self.history_limit)
-        return session.history
-
-    def _publish(self, session: _Session, token: str, steps: tuple[Step, ...], closed: bool = False) -> None:
-        update = Update(token, session.value, session.step_count, steps, closed)
-        assert session.watchers is not None
-        session.watchers = [w for w in session.watchers if w._push(update)]
-
-    def _end(self, token: str, session: _Session) -> None:
-        """Close a session whose lock is held, telling its watchers."""
-        session.closed = True
-        self._sessions.pop(token, None)
-        if session.watchers:
-            self._publish(session, token, (), closed=True)
-            session.watchers = None
+    def _close(self, token: str, limit: float, call: Call) -> tuple[float, int]:
+        session = self._sessions.find(token, call.caller, self._clock())
+        with session.lock:
+            session.check_open()
+            check_limit(session.value, limit)
+            call.check_waiting()
+            self._sessions.end(token, session)
+            return session.value, session.step_count

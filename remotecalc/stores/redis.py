@@ -12,181 +12,46 @@ key's TTL. A lost race re-reads and recomputes. All keys of a session share the 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import math
-import os
 import secrets
-import struct
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, TypeVar, cast
-from urllib.parse import parse_qs, urlsplit
 
+from ..context import ANYONE, Call
 from ..errors import (
     Aborted,
     RemoteCalcError,
-    RequestIdReused,
-    ServerStopping,
     SessionNotFound,
-    StoreFull,
-    StoreUnavailable,
-    TooManyWatchers,
     WatcherTooSlow,
 )
 from ..model import OPERATORS, Snapshot, Step, Update
 from ..requests import (
     DEFAULT_REQUEST_WINDOW,
     DEFAULT_SKEW,
+    Request,
     apply_fingerprint,
     batch_fingerprint,
-    check_date,
     close_fingerprint,
     create_fingerprint,
-    parse_request_id,
 )
-from ..rules import Alive, check_limit, check_operand, check_token, compute, compute_many, gone, steps_after
+from ..rules import check_limit, check_operand, check_token, compute, compute_many, steps_after
+from . import redis_connect as connection
+from . import redis_scripts as scripts
+from .redis_connect import DEFAULT_TIMEOUT, PASSWORD_VARIABLE, unreachable
+from .watches import OpenWatches
 
 try:
     import redis
-    from redis.backoff import NoBackoff
-    from redis.exceptions import RedisClusterException
-    from redis.retry import Retry
-except ImportError:  # pragma: no cover - the message is the point
+except ImportError:  # pragma: no cover - the Redis store says so as it opens
     redis = None  # type: ignore[assignment]
 
 __all__ = ["DEFAULT_TIMEOUT", "PASSWORD_VARIABLE", "RedisStore"]
 
-#: The environment variable a Redis password is read from when the URL has none.
-PASSWORD_VARIABLE = "REMOTECALC_REDIS_PASSWORD"
-#: Seconds a connection to Redis, or one command's reply, may take before the call fails STORE_UNAVAILABLE
-#: (the URL's socket_timeout and socket_connect_timeout override it). A Watch blocks half as long.
-DEFAULT_TIMEOUT = 1.0
-
 _T = TypeVar("_T")
-_NOT_FOUND = "no live session has this token: it was closed, expired or never made"
-_UNREACHABLE = "the session store (Redis) is unreachable: a change may or may not be made; retry with its request_id"
-_REFUSED = f"the session store (Redis) refused the server's password: check {PASSWORD_VARIABLE} or the URL"
-_FULL = (
-    "the session store (Redis) is full (maxmemory) and refused the change before making it: nothing was"
-    " changed; close sessions or give Redis more memory, then retry"
-)
 # A lost compare-and-set re-reads and recomputes; this many lost races in a row is contention enough.
 _RETRIES = 64
-
-# KEYS: state hash, watch stream[, reply of this request id].
-# ARGV: expected step count, kind (a change / c close), new step count, new value, TTL ms, the
-# oldest stream id the history still needs, reply, reply TTL ms, the change's steps (packed), caller.
-# Another caller's session is gone to this one, before any request id is looked up.
-_COMMIT = """
-local state = redis.call('HMGET', KEYS[1], 'n', 'v', 'o')
-if state[1] and (state[3] or '') ~= ARGV[10] then return {'gone'} end
-if #KEYS == 3 then
-  local done = redis.call('GET', KEYS[3])
-  if done then return {'dup', done} end
-end
-if not state[1] then return {'gone'} end
-if state[1] ~= ARGV[1] then return {'moved', state[1], state[2]} end
-if ARGV[2] == 'c' then
-  redis.call('DEL', KEYS[1])
-  redis.call('XADD', KEYS[2], ARGV[3] .. '-1', 'p', ARGV[1], 'v', ARGV[4], 'c', '1')
-else
-  redis.call('HSET', KEYS[1], 'n', ARGV[3], 'v', ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  if ARGV[9] ~= '' then
-    redis.call('XADD', KEYS[2], 'MINID', ARGV[6], ARGV[3] .. '-0', 'p', ARGV[1], 'v', ARGV[4], 's', ARGV[9])
-  end
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-if #KEYS == 3 then redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[8]) end
-return {'ok'}
-"""
-
-# KEYS: state hash. ARGV: value, TTL ms, caller.
-_CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'n', '0', 'v', ARGV[1], 'i', ARGV[1])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'o', ARGV[3]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-
-
-# KEYS: state hash, watch stream. ARGV: the first stream id wanted, '' for none.
-# A script, not MULTI: Redis refuses to queue commands in a MULTI when it is full, a script's reads it runs.
-_READ = """
-local state = redis.call('HMGET', KEYS[1], 'n', 'v', 'i', 'o')
-local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local entries = {}
-if ARGV[1] ~= '' then entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+') end
-return {state, newest, entries}
-"""
-
-
-def _keys(token: str) -> tuple[str, str]:
-    """The state hash and the watch stream of a session: one hash tag, one Cluster slot."""
-    return f"rc:{{{token}}}:s", f"rc:{{{token}}}:w"
-
-
-def _owner_part(owner: str) -> str:
-    """A caller's part of a request key: hex, so no name can reach into another key or hash tag."""
-    return f":{owner.encode().hex()}" if owner else ""
-
-
-def _pack(operators: Sequence[int], operands: Sequence[float], results: Sequence[float]) -> str:
-    """A change's steps in one string: operator bytes, then operands and results as exact doubles."""
-    size = len(results)
-    raw = bytes(operators) + struct.pack(f"<{size}d", *operands) + struct.pack(f"<{size}d", *results)
-    return base64.b64encode(raw).decode("ascii")
-
-
-def _unpack(text: str, last: int) -> list[Step]:
-    """The steps _pack packed, numbered so that the last one is last."""
-    raw = base64.b64decode(text)
-    size = len(raw) // 17
-    operands = struct.unpack_from(f"<{size}d", raw, size)
-    results = struct.unpack_from(f"<{size}d", raw, 9 * size)
-    operators = map(OPERATORS.__getitem__, raw[:size])
-    return list(map(Step._make, zip(range(last - size + 1, last + 1), operators, operands, results, strict=True)))
-
-
-def _entry_steps(entry_id: str, fields: dict[str, str]) -> list[Step]:
-    text = fields.get("s")
-    return _unpack(text, int(entry_id.partition("-")[0])) if text else []
-
-
-def _step(text: str) -> Step:
-    number, operator, operand, result = text.split(" ")
-    return Step(int(number), OPERATORS[int(operator)], float(operand), float(result))
-
-
-def _requires_redis() -> None:
-    if redis is None:
-        raise ImportError(
-            "the Redis store needs redis-py: pip install 'remotecalc[redis]'",
-            name="redis",
-        )
-
-
-class _Script:
-    """A Lua script run by its SHA1, sent whole to a Redis that has not cached it (new, or restarted).
-
-    Not redis-py's Script: on a Cluster it loads a script on every master at once, so with one master
-    down no script new to the others could run on them. NoScriptError means the script did not run.
-    """
-
-    def __init__(self, client: Any, source: str) -> None:
-        self._client = client
-        self._source = source
-        self._sha = hashlib.sha1(source.encode()).hexdigest()
-
-    def __call__(self, *, keys: Sequence[str], args: Sequence[str]) -> Any:
-        try:
-            return self._client.evalsha(self._sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            return self._client.eval(self._source, len(keys), *keys, *args)
 
 
 class _Change:
@@ -223,7 +88,7 @@ class RedisStore:
         cache_size: int = 100_000,
         name: str = "redis",
     ) -> None:
-        _requires_redis()
+        connection.requires_redis()
         if min(history_limit, max_watchers, cache_size) < 1 or not idle_timeout > 0:
             raise ValueError("idle_timeout, history_limit, max_watchers and cache_size must be positive")
         self._redis = client
@@ -238,15 +103,13 @@ class RedisStore:
         self._reply_ttl_ms = str(math.ceil((request_window + request_skew) * 1000))
         # A closed session's stream stays only for its watchers to read the end, not a whole idle timeout.
         self._closed_ttl_ms = str(min(int(self._ttl_ms), int(self._reply_ttl_ms)))
-        self._commit = _Script(client, _COMMIT)
-        self._create = _Script(client, _CREATE)
-        self._read_script = _Script(client, _READ)
+        self._commit = scripts.Script(client, scripts.COMMIT)
+        self._create = scripts.Script(client, scripts.CREATE)
+        self._read_script = scripts.Script(client, scripts.READ)
         # The last state this replica saw of each session: (step count, value). A stale one costs a retry.
         self._cache: dict[str, tuple[int, float, str]] = {}
         self._cache_size = cache_size
-        self._feeds: set[_Feed] = set()
-        self._feeds_lock = threading.Lock()
-        self._stopping = False
+        self._watches: OpenWatches[_Feed] = OpenWatches(max_watchers)
         self._name = name
 
     @classmethod
@@ -256,35 +119,14 @@ class RedisStore:
         With check (the default) it asks Redis first: ValueError, in one line, says what is wrong when Redis
         cannot be reached, refuses the password, or is a Cluster node named without +cluster (or the reverse).
         """
-        _requires_redis()
-        parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        extra: dict[str, Any] = {}
-        if not parts.password and os.environ.get(PASSWORD_VARIABLE):
-            extra["password"] = os.environ[PASSWORD_VARIABLE]
-        for option in ("socket_timeout", "socket_connect_timeout"):
-            if option not in query:
-                extra[option] = DEFAULT_TIMEOUT
-        timeout = float(query["socket_timeout"][0]) if "socket_timeout" in query else DEFAULT_TIMEOUT
-        # XREAD BLOCK waits this long for a change, within the socket timeout, or a quiet Watch would time out.
-        options.setdefault("block", min(0.5, timeout / 2))
-        if not 0 < options["block"] < timeout:
-            raise ValueError(f"a Watch's block time must be positive and below the socket timeout ({timeout:g} s)")
-        shown = _where(url)
-        # No automatic retry: a resent script whose first run committed would apply twice.
-        client: Any
-        cluster = parts.scheme.endswith("+cluster")
-        try:
-            if cluster:
-                plain = parts._replace(scheme=parts.scheme.removesuffix("+cluster")).geturl()
-                client = redis.RedisCluster.from_url(plain, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
-            else:
-                client = redis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0), **extra)
-        except (redis.RedisError, RedisClusterException) as error:
-            raise ValueError(_start_problem(shown, error)) from None
+        client, shown, cluster = connection.open_client(url, options)
         store = cls(client, name=shown, **options)
         if check:
-            store._check(cluster)
+            try:
+                connection.check(client, shown, cluster)
+            except ValueError:
+                store.shutdown()
+                raise
         return store
 
     def __repr__(self) -> str:
@@ -301,60 +143,34 @@ class RedisStore:
 
     def shutdown(self) -> None:
         """End every Watch with SERVER_STOPPING, refuse new ones and close idle connections."""
-        with self._feeds_lock:
-            self._stopping = True
-            feeds = list(self._feeds)
-        for feed in feeds:
-            feed.end(ServerStopping())
+        self._watches.stop()
         pool = getattr(self._redis, "connection_pool", None)
         if pool is not None:
             pool.disconnect(inuse_connections=False)
         else:
             self._redis.disconnect_connection_pools()
 
-    def create(self, value: float, *, request_id: str = "", alive: Alive | None = None, owner: str = "") -> str:
-        """Open a session holding value, owned by owner, and return its token."""
-        if request_id:
-            return self._unreachable(lambda: self._create_once(value, request_id, alive, owner))
-        check_operand(value, "initial value")
-        if alive is not None and not alive():
-            raise gone()
-        value = float(value)
-        token = secrets.token_urlsafe(16)
-        self._unreachable(lambda: self._create(keys=[_keys(token)[0]], args=[repr(value), self._ttl_ms, owner]))
-        self._remember(token, 0, value, owner)
-        return token
+    def create(self, value: float, *, call: Call = ANYONE) -> str:
+        """Open a session holding value, owned by the caller, and return its token."""
+        if call.request_id:
+            request = Request.of(call, "create", create_fingerprint(value))
+            return unreachable(lambda: self._create_once(value, request, call))
+        return self._create_session(value, call)
 
-    def apply(
-        self,
-        token: str,
-        operator: int,
-        operand: float,
-        *,
-        limit: float = math.inf,
-        request_id: str = "",
-        alive: Alive | None = None,
-        owner: str = "",
-    ) -> Step:
+    def apply(self, token: str, operator: int, operand: float, *, limit: float = math.inf, call: Call = ANYONE) -> Step:
         """Apply one operation; limit bounds the result's magnitude (the article's float32)."""
 
         def change(value: float, count: int) -> _Change:
             result = compute(value, operator, operand, limit)
             step = Step(count + 1, OPERATORS[operator], operand, result)
             reply = f"{count + 1} {operator:d} {float(operand)!r} {result!r}"
-            return _Change(result, count + 1, _pack((operator,), (operand,), (result,)), reply, step)
+            return _Change(result, count + 1, scripts.pack((operator,), (operand,), (result,)), reply, step)
 
-        fingerprint = apply_fingerprint(operator, operand, limit) if request_id else b""
-        return self._change(token, change, request_id, fingerprint, alive, _step, owner)
+        fingerprint = apply_fingerprint(operator, operand, limit) if call.request_id else b""
+        return self._change(token, change, call, fingerprint, scripts.step_of)
 
     def apply_many(
-        self,
-        token: str,
-        operations: Sequence[tuple[int, float]],
-        *,
-        request_id: str = "",
-        alive: Alive | None = None,
-        owner: str = "",
+        self, token: str, operations: Sequence[tuple[int, float]], *, call: Call = ANYONE
     ) -> tuple[float, int]:
         """Apply operations in order, all or nothing; return the value and step count.
 
@@ -362,94 +178,54 @@ class RedisStore:
         """
 
         def change(value: float, count: int) -> _Change:
-            results = compute_many(value, operations, alive)
+            results = compute_many(value, operations, call.alive)
             if not results:
                 return _Change(value, count, "", f"{value!r} {count}", (value, count))
             keep = max(0, len(operations) - self.history_limit)
             kept = operations[keep:] if keep else operations
-            steps = _pack(
+            steps = scripts.pack(
                 list(map(itemgetter(0), kept)), list(map(itemgetter(1), kept)), results[keep:] if keep else results
             )
             final, total = results[-1], count + len(operations)
             return _Change(final, total, steps, f"{final!r} {total}", (final, total))
 
-        fingerprint = batch_fingerprint(operations) if request_id else b""
-        return self._change(token, change, request_id, fingerprint, alive, _value_and_count, owner)
+        fingerprint = batch_fingerprint(operations) if call.request_id else b""
+        return self._change(token, change, call, fingerprint, scripts.value_and_count)
 
-    def snapshot(self, token: str, *, owner: str = "") -> Snapshot:
+    def snapshot(self, token: str, *, call: Call = ANYONE) -> Snapshot:
         """The session's value, step count and recent history; reading it changes nothing."""
         check_token(token)
-        state, _, entries = self._unreachable(lambda: self._read_session(token, "-"))
+        state, _, entries = unreachable(lambda: self._read_session(token, "-"))
         count, value, initial, held_by = state
-        if count is None or value is None or initial is None or (held_by or "") != owner:
-            raise SessionNotFound(_NOT_FOUND)
-        self._remember(token, int(count), float(value), owner)
-        history = [step for entry_id, raw in entries for step in _entry_steps(entry_id, _fields(raw))]
+        if count is None or value is None or initial is None or (held_by or "") != call.caller:
+            raise SessionNotFound()
+        self._remember(token, int(count), float(value), call.caller)
+        history = [step for entry_id, raw in entries for step in scripts.entry_steps(entry_id, scripts.fields(raw))]
         return Snapshot(token, float(value), int(count), tuple(history[-self.history_limit :]), float(initial))
 
-    def close(
-        self,
-        token: str,
-        *,
-        limit: float = math.inf,
-        request_id: str = "",
-        alive: Alive | None = None,
-        owner: str = "",
-    ) -> tuple[float, int]:
+    def close(self, token: str, *, limit: float = math.inf, call: Call = ANYONE) -> tuple[float, int]:
         """Close the session and return its final value and step count."""
 
         def change(value: float, count: int) -> _Change:
             check_limit(value, limit)
             return _Change(value, count, "", f"{value!r} {count}", (value, count), close=True)
 
-        fingerprint = close_fingerprint(limit) if request_id else b""
-        return self._change(token, change, request_id, fingerprint, alive, _value_and_count, owner)
+        fingerprint = close_fingerprint(limit) if call.request_id else b""
+        return self._change(token, change, call, fingerprint, scripts.value_and_count)
 
-    def watch(self, token: str, after_step: int = 0, *, owner: str = "") -> _Feed:
+    def watch(self, token: str, after_step: int = 0, *, call: Call = ANYONE) -> _Feed:
         """A feed of the session: its state now (with the steps after after_step), then every change."""
         check_token(token)
-        with self._feeds_lock:
-            if self._stopping:
-                raise ServerStopping()
-            if len(self._feeds) >= self.max_watchers:
-                raise TooManyWatchers(f"too many open watches (the limit is {self.max_watchers})")
-        first, last_id = self._unreachable(lambda: self._watch_start(token, after_step, owner))
-        feed = _Feed(self, token, first, last_id)
-        with self._feeds_lock:
-            self._feeds.add(feed)
+        feed = _Feed(self, token)
+        self._watches.add(feed)
+        try:
+            feed.first, feed.last_id = unreachable(lambda: self._watch_start(token, after_step, call.caller))
+        except BaseException:
+            self._watches.discard(feed)
+            raise
         return feed
 
     # -- internals ----------------------------------------------------------------------
-
-    def _check(self, cluster: bool) -> None:
-        """Ask Redis once, as serve starts: ValueError, in one line, when this store cannot be used."""
-        try:
-            self._redis.ping()
-            clustered = not cluster and self._redis.info("cluster").get("cluster_enabled")
-        except (redis.RedisError, RedisClusterException) as error:
-            self.shutdown()
-            raise ValueError(_start_problem(self._name, error)) from None
-        if clustered:
-            self.shutdown()
-            raise ValueError(
-                f"the session store at {self._name} is a Redis Cluster node: name it redis+cluster://…,"
-                " or every session in another node's slots fails"
-            )
-
-    def _unreachable(self, call: Callable[[], _T]) -> _T:
-        """call's result; a Redis failure becomes UNAVAILABLE (retryable, outcome unknown), never INTERNAL.
-
-        A full Redis is the exception: it refuses a script's first write, so nothing was changed (STORE_FULL).
-        """
-        try:
-            return call()
-        except redis.OutOfMemoryError as error:
-            raise StoreFull(_FULL) from error
-        except redis.AuthenticationError as error:
-            raise StoreUnavailable(_REFUSED) from error
-        except (redis.RedisError, RedisClusterException) as error:
-            # A Cluster client re-reading the slots while a master is down says so with RedisClusterException.
-            raise StoreUnavailable(_UNREACHABLE) from error
 
     def _remember(self, token: str, count: int, value: float, owner: str) -> None:
         cache = self._cache
@@ -458,43 +234,43 @@ class RedisStore:
         cache[token] = (count, value, owner)
 
     def _read(self, token: str, owner: str) -> tuple[int, float]:
-        count, value, held_by = self._redis.hmget(_keys(token)[0], "n", "v", "o")
+        count, value, held_by = self._redis.hmget(scripts.keys(token)[0], "n", "v", "o")
         if count is None or value is None or (held_by or "") != owner:
-            raise SessionNotFound(_NOT_FOUND)
+            raise SessionNotFound()
         return int(count), float(value)
 
-    def _request_key(self, token: str, request_id: str, owner: str) -> str:
-        """The key of a request id's stored reply, in the session's slot and the caller's scope; refuses a bad id."""
-        raw = parse_request_id(request_id)
-        check_date(raw, self._wall_clock(), self.request_window, self.request_skew)
-        return f"rc:{{{token}}}:q:{raw.hex()}{_owner_part(owner)}"
+    def _reply_key(self, request: Request) -> str:
+        """Where a request id's reply is kept: in its session's slot (or its own for a create), for its caller."""
+        request.check_date(self._wall_clock(), self.request_window, self.request_skew)
+        caller = scripts.owner_part(request.caller)
+        if request.scope == "create":
+            return f"rc:{{c:{request.id.hex()}}}{caller}"
+        return f"rc:{{{request.scope}}}:q:{request.id.hex()}{caller}"
 
     def _change(
         self,
         token: str,
         change: Callable[[float, int], _Change],
-        request_id: str,
+        call: Call,
         fingerprint: bytes,
-        alive: Alive | None,
         parse: Callable[[str], _T],
-        owner: str,
     ) -> _T:
         check_token(token)
-        request_key = self._request_key(token, request_id, owner) if request_id else ""
-        tag = fingerprint.hex()
-        return self._unreachable(lambda: self._commit_change(token, change, request_key, tag, alive, parse, owner))
+        request = Request.of(call, token, fingerprint) if call.request_id else None
+        request_key = self._reply_key(request) if request is not None else ""
+        return unreachable(lambda: self._commit_change(token, change, call, request, request_key, parse))
 
     def _commit_change(
         self,
         token: str,
         change: Callable[[float, int], _Change],
+        call: Call,
+        request: Request | None,
         request_key: str,
-        tag: str,
-        alive: Alive | None,
         parse: Callable[[str], _T],
-        owner: str,
     ) -> _T:
-        keys = [*_keys(token), request_key] if request_key else list(_keys(token))
+        owner = call.caller
+        keys = [*scripts.keys(token), request_key] if request_key else list(scripts.keys(token))
         cached = self._cache.get(token)
         # What this replica saw of another caller's session is no help to this one.
         known = cached[:2] if cached is not None and cached[2] == owner else None
@@ -504,15 +280,14 @@ class RedisStore:
                 count, value = self._read(token, owner) if known is None else known
                 done = change(value, count)
             except RemoteCalcError:
-                if request_key and (reply := self._redis.get(request_key)) is not None:
-                    return _replayed(reply, tag, parse)
+                if request is not None and (reply := self._redis.get(request_key)) is not None:
+                    return _replayed(reply, request, parse)
                 if not fresh:
                     # Computed from the cache: the session as Redis has it may say otherwise.
                     known = None
                     continue
                 raise
-            if alive is not None and not alive():
-                raise gone()
+            call.check_waiting()
             kind = "c" if done.close else "a"
             args = [
                 str(count),
@@ -522,7 +297,7 @@ class RedisStore:
                 self._closed_ttl_ms if done.close else self._ttl_ms,
                 # The stream keeps the entries holding the last history_limit steps: the history.
                 f"{max(1, done.count - self.history_limit + 1)}-0",
-                f"{tag}|{done.reply}",
+                f"{request.fingerprint.hex() if request else ''}|{done.reply}",
                 self._reply_ttl_ms,
                 done.steps,
                 owner,
@@ -535,114 +310,82 @@ class RedisStore:
                 else:
                     self._remember(token, done.count, done.value, owner)
                 return cast(_T, done.result)
-            if verdict == "dup":
-                return _replayed(outcome[1], tag, parse)
+            if verdict == "dup" and request is not None:
+                return _replayed(outcome[1], request, parse)
             if verdict == "gone":
                 self._cache.pop(token, None)
-                raise SessionNotFound(_NOT_FOUND)
+                raise SessionNotFound()
             known = (int(outcome[1]), float(outcome[2]))
         raise Aborted(f"the session changed under {_RETRIES} attempts in a row: retry")
 
-    def _create_once(self, value: float, request_id: str, alive: Alive | None, owner: str) -> str:
-        raw = parse_request_id(request_id)
-        check_date(raw, self._wall_clock(), self.request_window, self.request_skew)
-        tag = create_fingerprint(value).hex()
-        key = f"rc:{{c:{raw.hex()}}}{_owner_part(owner)}"
+    def _create_session(self, value: float, call: Call) -> str:
+        check_operand(value, "initial value")
+        call.check_waiting()
+        value = float(value)
+        token = secrets.token_urlsafe(16)
+        unreachable(lambda: self._create(keys=[scripts.keys(token)[0]], args=[repr(value), self._ttl_ms, call.caller]))
+        self._remember(token, 0, value, call.caller)
+        return token
+
+    def _create_once(self, value: float, request: Request, call: Call) -> str:
+        key = self._reply_key(request)
         stored = self._redis.get(key)
         if stored is not None:
-            return str(_replayed(stored, tag, str))
-        token = self.create(value, alive=alive, owner=owner)
+            return str(_replayed(stored, request, str))
+        token = self._create_session(value, call)
         # The session first, then the id: a crash between them leaves an orphan that expires, never a
         # reply naming a session that was not made. Of two racing creates, the later one yields.
         try:
-            recorded = self._redis.set(key, f"{tag}|{token}", nx=True, px=int(self._reply_ttl_ms))
+            recorded = self._redis.set(key, f"{request.fingerprint.hex()}|{token}", nx=True, px=int(self._reply_ttl_ms))
         except redis.OutOfMemoryError:
             # Refused as full: nothing names the new session, so it goes and the create was not made.
-            self._redis.delete(*_keys(token))
+            self._redis.delete(*scripts.keys(token))
             self._cache.pop(token, None)
             raise
         if recorded:
             return token
-        self._redis.delete(*_keys(token))
+        self._redis.delete(*scripts.keys(token))
         self._cache.pop(token, None)
         stored = self._redis.get(key)
-        return token if stored is None else str(_replayed(stored, tag, str))
+        return token if stored is None else str(_replayed(stored, request, str))
 
     def _read_session(self, token: str, first_id: str) -> tuple[list[str | None], list[Any], list[Any]]:
         """At one instant: the session's state (n, v, i, o), its newest stream entry, its entries from first_id."""
-        state, newest, entries = self._read_script(keys=list(_keys(token)), args=[first_id])
+        state, newest, entries = self._read_script(keys=list(scripts.keys(token)), args=[first_id])
         return [field if isinstance(field, str) else None for field in state], newest, entries
 
     def _watch_start(self, token: str, after_step: int, owner: str) -> tuple[Update, str]:
         state, newest, entries = self._read_session(token, f"({after_step}-0" if after_step else "")
         count, value, _, held_by = state
         if count is None or value is None or (held_by or "") != owner:
-            raise SessionNotFound(_NOT_FOUND)
+            raise SessionNotFound()
         kept: list[Step] = []
         for entry_id, raw in entries:
-            kept.extend(_entry_steps(entry_id, _fields(raw)))
+            kept.extend(scripts.entry_steps(entry_id, scripts.fields(raw)))
         steps = steps_after(kept, int(count), after_step)
         last_id = newest[0][0] if newest else "0-0"
         return Update(token, float(value), int(count), steps, False), last_id
 
     def _detach(self, feed: _Feed) -> None:
-        with self._feeds_lock:
-            self._feeds.discard(feed)
+        self._watches.discard(feed)
 
 
-def _where(url: str) -> str:
-    """The Redis a URL names, for messages: host and port (or a socket path), never its password."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
-    return parts._replace(netloc=f"{host}:{parts.port or 6379}", query="").geturl()
-
-
-def _start_problem(where: str, error: BaseException) -> str:
-    """One line saying why the store at where cannot be used, from redis-py's error and its causes."""
-    chain: list[BaseException] = [error]
-    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 10:
-        chain.append(cause)
-    if any(isinstance(link, redis.AuthenticationError) for link in chain):
-        return (
-            f"the session store (Redis) at {where} refused the server's password: check {PASSWORD_VARIABLE} or the URL"
-        )
-    if any("Cluster mode is not enabled" in str(link) for link in chain):
-        return f"the session store at {where} is not a Redis Cluster node: name a single Redis redis://…"
-    reason = next((str(link) for link in reversed(chain) if isinstance(link, redis.RedisError)), str(error))
-    reason = " ".join(reason.split()) or type(error).__name__
-    return f"the session store (Redis) at {where} is unreachable ({reason}): is redis-server running there?"
-
-
-def _fields(raw: dict[str, str] | list[str]) -> dict[str, str]:
-    """A stream entry's fields as a dict: a Cluster pipeline leaves them a flat list."""
-    if isinstance(raw, dict):
-        return raw
-    return dict(zip(raw[::2], raw[1::2], strict=True))
-
-
-def _value_and_count(text: str) -> tuple[float, int]:
-    value, count = text.split(" ")
-    return float(value), int(count)
-
-
-def _replayed(stored: str, tag: str, parse: Callable[[str], _T]) -> _T:
+def _replayed(stored: str, request: Request, parse: Callable[[str], _T]) -> _T:
     """The stored reply of a request id, if it was used for this very request."""
-    stored_tag, _, reply = stored.partition("|")
-    if stored_tag != tag:
-        raise RequestIdReused("request_id was already used for a different request")
+    fingerprint, _, reply = stored.partition("|")
+    request.check_same(bytes.fromhex(fingerprint))
     return parse(reply)
 
 
 class _Feed:
     """One Watch on a Redis store: XREAD BLOCK on the session's stream, so no change is missed."""
 
-    def __init__(self, store: RedisStore, token: str, first: Update, last_id: str) -> None:
+    def __init__(self, store: RedisStore, token: str) -> None:
         self._store = store
         self._token = token
-        self._first = first
-        self._last_id = last_id
+        #: The session as the Watch starts, and the stream id it reads on from: set before iterating.
+        self.first = Update(token, 0.0, 0, (), True)
+        self.last_id = "0-0"
         self._error: RemoteCalcError | None = None
         self._cancelled = False
 
@@ -658,27 +401,27 @@ class _Feed:
 
     def __iter__(self) -> Iterator[Update]:
         store, token = self._store, self._token
-        update = self._first
+        update = self.first
         yield update
-        state_key, stream_key = _keys(token)
+        state_key, stream_key = scripts.keys(token)
         value, count = update.value, update.step_count
         while True:
             if self._error is not None:
                 raise self._error
             if self._cancelled:
                 return
-            reply = store._unreachable(
-                lambda: store._redis.xread({stream_key: self._last_id}, count=100, block=store._block_ms)
+            reply = unreachable(
+                lambda: store._redis.xread({stream_key: self.last_id}, count=100, block=store._block_ms)
             )
             if not reply:
-                if not store._unreachable(lambda: store._redis.exists(state_key)):
+                if not unreachable(lambda: store._redis.exists(state_key)):
                     # Expired: the keys' TTL ran out with no close entry.
                     yield Update(token, value, count, (), True)
                     return
                 continue
             for entry_id, raw in reply[0][1]:
-                fields = _fields(raw)
-                self._last_id = entry_id
+                fields = scripts.fields(raw)
+                self.last_id = entry_id
                 if int(fields["p"]) != count:
                     raise WatcherTooSlow(
                         f"the watcher fell more than {store.history_limit} steps behind and was ended:"
@@ -689,4 +432,4 @@ class _Feed:
                     yield Update(token, value, count, (), True)
                     return
                 count = int(entry_id.partition("-")[0])
-                yield Update(token, value, count, tuple(_entry_steps(entry_id, fields)), False)
+                yield Update(token, value, count, tuple(scripts.entry_steps(entry_id, fields)), False)
