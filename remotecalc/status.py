@@ -169,7 +169,7 @@ def _identified(method: Callable[..., Any], callers: Callers | None) -> Callable
 class SyncCore:
     """Wraps methods for grpc.server: a status is set on the context, then the call aborts.
 
-    With callers, each call is first authenticated and its method is given the caller as owner.
+    With callers, each call is first authenticated and its method is given the caller.
     """
 
     def __init__(self, gate: Gate, callers: Callers | None = None) -> None:
